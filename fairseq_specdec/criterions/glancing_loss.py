@@ -1,0 +1,111 @@
+"""Glancing training (GLAT, Qian et al., 2021) for the Spec-Drafter's k-token blocks."""
+import math
+from dataclasses import dataclass, field
+
+import torch
+from fairseq import metrics, utils
+from fairseq.criterions import FairseqCriterion, register_criterion
+from fairseq.criterions.label_smoothed_cross_entropy import label_smoothed_nll_loss
+from fairseq.dataclass import FairseqDataclass
+from omegaconf import II
+
+from fairseq_specdec.blocks import choose_glance_positions, glance_count
+
+
+@dataclass
+class GlancingLossConfig(FairseqDataclass):
+    label_smoothing: float = field(default=0.1, metadata={"help": "epsilon for label smoothing, 0 = none"})
+    glance_ratio_start: float = field(
+        default=0.5, metadata={"help": "glancing ratio at the first update (reveal ratio x wrong predictions)"}
+    )
+    glance_ratio_end: float = field(default=0.3, metadata={"help": "glancing ratio after --glance-anneal-updates"})
+    glance_anneal_updates: int = field(
+        default=0, metadata={"help": "updates over which the ratio moves linearly from start to end; 0 = --max-update"}
+    )
+    max_update: int = II("optimization.max_update")
+
+
+@register_criterion("specdec_glancing", dataclass=GlancingLossConfig)
+class GlancingLoss(FairseqCriterion):
+    """Spec-Drafter loss (Xia et al., 2023, Sec. 3.1, trained with glancing).
+
+    A first pass without gradients predicts every query; ground-truth tokens are then
+    revealed at round(ratio x #wrong) random query positions, and the loss (label
+    smoothed) is taken on the positions that stay masked. The ratio anneals linearly.
+    Logs block accuracy (first pass) and the mean correct lead, which bounds how many
+    drafts a verifier that agrees with the reference would accept.
+    """
+
+    def __init__(self, task, label_smoothing, glance_ratio_start, glance_ratio_end, glance_anneal_updates,
+                 max_update):
+        super().__init__(task)
+        self.eps = label_smoothing
+        self.ratio_start = glance_ratio_start
+        self.ratio_end = glance_ratio_end
+        self.anneal_updates = glance_anneal_updates or max_update
+        self.num_updates = 0
+
+    def set_num_updates(self, num_updates):
+        self.num_updates = num_updates
+
+    def glance_ratio(self) -> float:
+        if not self.anneal_updates or self.anneal_updates <= 0:
+            return self.ratio_end
+        progress = min(1.0, self.num_updates / self.anneal_updates)
+        return self.ratio_start + (self.ratio_end - self.ratio_start) * progress
+
+    def forward(self, model, sample, reduce=True):
+        net_input = sample["net_input"]
+        prefix, k = net_input["prev_output_tokens"], net_input["block_size"]
+        target = sample["target"]  # B x k
+        valid = target.ne(self.padding_idx)
+        encoder_out = model.encoder(net_input["src_tokens"], src_lengths=net_input["src_lengths"])
+        ratio = self.glance_ratio() if model.training else 0.0
+
+        if ratio > 0:
+            with torch.no_grad():
+                first_pass = model.decoder(prefix, encoder_out, k).argmax(-1)
+        else:
+            logits = model.decoder(prefix, encoder_out, k)
+            first_pass = logits.detach().argmax(-1)
+        correct = first_pass.eq(target) & valid
+        revealed = torch.zeros_like(valid)
+        if ratio > 0:
+            count = glance_count((valid & ~correct).sum(1), ratio)
+            revealed = choose_glance_positions(valid, count)
+            logits = model.decoder(prefix, encoder_out, k, revealed=target.masked_fill(~revealed, self.padding_idx))
+
+        scored = valid & ~revealed
+        lprobs = utils.log_softmax(logits[scored], dim=-1)  # N x V
+        loss, nll_loss = label_smoothed_nll_loss(lprobs, target[scored].unsqueeze(-1), self.eps, reduce=True)
+        sample_size = int(scored.sum())
+        logging_output = {
+            "loss": loss.data,
+            "nll_loss": nll_loss.data,
+            "ntokens": int(valid.sum()),
+            "nsentences": target.size(0),
+            "sample_size": sample_size,
+            "block_correct": int(correct.sum()),
+            "correct_lead": int(correct.long().cumprod(1).sum()),
+            "revealed": int(revealed.sum()),
+            "glance_ratio": ratio * target.size(0),
+        }
+        return loss, sample_size, logging_output
+
+    @staticmethod
+    def reduce_metrics(logging_outputs) -> None:
+        def total(key):
+            return sum(log.get(key, 0) for log in logging_outputs)
+
+        sample_size, ntokens, nsentences = total("sample_size"), total("ntokens"), total("nsentences")
+        metrics.log_scalar("loss", total("loss") / max(sample_size, 1) / math.log(2), sample_size, round=3)
+        metrics.log_scalar("nll_loss", total("nll_loss") / max(sample_size, 1) / math.log(2), sample_size, round=3)
+        metrics.log_derived("ppl", lambda meters: utils.get_perplexity(meters["nll_loss"].avg))
+        metrics.log_scalar("block_acc", 100.0 * total("block_correct") / max(ntokens, 1), ntokens, round=2)
+        metrics.log_scalar("correct_lead", total("correct_lead") / max(nsentences, 1), nsentences, round=2)
+        metrics.log_scalar("glance_ratio", total("glance_ratio") / max(nsentences, 1), nsentences, round=3)
+        metrics.log_scalar("revealed", total("revealed") / max(nsentences, 1), nsentences, round=2)
+
+    @staticmethod
+    def logging_outputs_can_be_summed() -> bool:
+        return True

@@ -1,0 +1,39 @@
+"""Drafter-only decoding, for diagnosis: the Spec-Drafter drafts k tokens at a time and
+every draft is committed up to the first eos (no verifier). Reached from
+``fairseq-generate`` by passing a drafter checkpoint as ``--path``."""
+import torch
+
+from fairseq_specdec.committed import CommittedTokens
+from fairseq_specdec.drafters import NARDrafter
+from fairseq_specdec.generator_base import BlockwiseGenerator
+
+
+class DrafterGenerator(BlockwiseGenerator):
+    """Iterative blockwise drafting until eos or the maximum length."""
+
+    def __init__(self, models, tgt_dict, block_size: int = 25, **kwargs):
+        super().__init__(models, tgt_dict, block_size, **kwargs)
+        self.drafter = NARDrafter(self.model.single_model, tgt_dict)
+
+    def _decode(self, net_input, committed: CommittedTokens, max_len: int, finalized) -> None:
+        device = committed.tokens.device
+        stats, k = self.stats, self.block_size
+        state = self.drafter.start(net_input)
+        active = torch.arange(committed.tokens.size(0), device=device)
+        offsets = torch.arange(k, device=device).unsqueeze(0)
+        while active.numel() > 0:
+            with stats.timed("drafter", device):
+                lprobs = self.drafter.log_probs(state, committed.prefix(active), k)  # B x k x V
+            steps = (committed.length[active] - 1).unsqueeze(1) + offsets
+            self._constrain(lprobs, steps, max_len)
+            tokens = lprobs.argmax(-1)
+            is_eos = tokens.eq(self.eos)
+            finished = is_eos.any(1)
+            count = torch.where(finished, is_eos.int().argmax(1) + 1, torch.full_like(active, k))
+            committed.append(active, tokens, lprobs.gather(2, tokens.unsqueeze(-1)).squeeze(-1), count)
+            stats.record_iteration(count, count)
+            if bool(finished.any()):
+                self._finalize(committed, active[finished].tolist(), finalized)
+                keep = (~finished).nonzero().squeeze(1)
+                active = active[keep]
+                state = self.drafter.select(state, keep)

@@ -1,0 +1,86 @@
+"""What the speculative and the drafter-only generators share: fairseq's
+``SequenceGenerator`` options and output format, with a blockwise decoding loop."""
+import math
+from typing import Dict, List, Optional
+
+import torch
+from fairseq.sequence_generator import SequenceGenerator
+from torch import Tensor
+
+from fairseq_specdec.committed import CommittedTokens
+from fairseq_specdec.stats import DecodingStats
+
+
+class BlockwiseGenerator(SequenceGenerator):
+    """Base of generators that commit several tokens per iteration, one hypothesis each."""
+
+    def __init__(self, models, tgt_dict, block_size: int, stats: Optional[DecodingStats] = None, **kwargs):
+        if block_size < 1:
+            raise ValueError(f"--block-size must be >= 1, got {block_size}")
+        super().__init__(models, tgt_dict, beam_size=1, **kwargs)
+        if self.match_source_len:
+            raise ValueError("--match-source-len is not supported with blockwise decoding")
+        if self.repeat_ngram_blocker is not None:
+            raise ValueError("--no-repeat-ngram-size is not supported with blockwise decoding")
+        if self.lm_model is not None:
+            raise ValueError("language-model fusion (--lm-path) is not supported with blockwise decoding")
+        self.block_size = block_size
+        self.stats = stats if stats is not None else DecodingStats()
+
+    def _generate(
+        self,
+        sample: Dict[str, Dict[str, Tensor]],
+        prefix_tokens: Optional[Tensor] = None,
+        constraints: Optional[Tensor] = None,
+        bos_token: Optional[int] = None,
+    ) -> List[List[Dict[str, Tensor]]]:
+        if prefix_tokens is not None:
+            raise ValueError("--prefix-size is not supported with blockwise decoding")
+        if constraints is not None:
+            raise ValueError("--constraints is not supported with blockwise decoding")
+        net_input = sample["net_input"]
+        src_tokens = net_input["src_tokens"]
+        bsz, src_len = src_tokens.size()[:2]
+        max_len = min(int(self.max_len_a * src_len + self.max_len_b), self.max_len - 1)
+        assert self.min_len <= max_len, "min_len cannot be larger than max_len, please adjust these!"
+        self.check_drafter_length(max_len)
+        bos = self.eos if bos_token is None else bos_token
+        committed = CommittedTokens(bsz, max_len, self.pad, bos, src_tokens.device)
+        finalized: List[List[Dict[str, Tensor]]] = [[] for _ in range(bsz)]
+        self._decode(net_input, committed, max_len, finalized)
+        return finalized
+
+    def check_drafter_length(self, max_len: int) -> None:
+        """Fail before decoding when the drafter's positions cannot hold the longest input."""
+        needed = max_len + 1 + self.block_size  # BOS + up to max_len tokens + k queries
+        available = self.drafter.max_positions()
+        if available < needed:
+            raise ValueError(
+                f"the drafter's decoder holds {available} positions, but decoding up to {max_len} tokens "
+                f"with --block-size {self.block_size} needs {needed}: lower --max-len-a/--max-len-b or "
+                f"--block-size, or train the drafter with --max-target-positions >= {needed}"
+            )
+
+    def _decode(self, net_input, committed: CommittedTokens, max_len: int, finalized) -> None:
+        raise NotImplementedError
+
+    def _finalize(self, committed: CommittedTokens, rows: List[int], finalized) -> None:
+        for row in rows:
+            finalized[row] = committed.hypothesis(row, self.normalize_scores, self.len_penalty)
+        self.stats.sentences += len(rows)
+
+    def _constrain(self, lprobs: Tensor, steps: Tensor, max_len: int) -> None:
+        """The per-step rules of ``SequenceGenerator`` applied in place to B x n x V log-probs
+        whose row (b, i) predicts output step ``steps[b, i]`` (0 = first token)."""
+        lprobs.nan_to_num_(nan=-math.inf)
+        lprobs[..., self.pad] = -math.inf
+        if self.unk_penalty != 0:
+            lprobs[..., self.unk] -= self.unk_penalty
+        if self.token_indices_to_suppress is not None:
+            lprobs[..., self.token_indices_to_suppress.to(lprobs.device)] = -math.inf
+        lprobs[..., self.eos].masked_fill_(steps < self.min_len, -math.inf)
+        over = steps >= max_len
+        if bool(over.any()):
+            eos_lprob = lprobs[..., self.eos].clone()
+            lprobs.masked_fill_(over.unsqueeze(-1), -math.inf)
+            lprobs[..., self.eos] = torch.where(over, eos_lprob, lprobs[..., self.eos])

@@ -1,0 +1,2 @@
+"""Models of the plugin; importing a module registers its model and architectures."""
+from fairseq_specdec.models import specdec_drafter  # noqa: F401

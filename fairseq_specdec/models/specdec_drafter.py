@@ -1,0 +1,128 @@
+"""The Spec-Drafter model (Xia et al., 2023): a Transformer encoder and a shallow,
+non-autoregressive decoder that drafts the next k target tokens in one forward pass."""
+import logging
+
+from fairseq import checkpoint_utils
+from fairseq.models import register_model, register_model_architecture
+from fairseq.models.transformer import TransformerConfig
+from fairseq.models.transformer.transformer_legacy import TransformerModel, base_architecture
+from fairseq.modules.transformer_sentence_encoder import init_bert_params
+
+from fairseq_specdec.models.drafter_decoder import SpecDrafterDecoder
+
+logger = logging.getLogger(__name__)
+
+
+class VerifierInitError(ValueError):
+    pass
+
+
+@register_model("specdec_drafter")
+class SpecDrafterModel(TransformerModel):
+    """Spec-Drafter: an independent NAR model that proposes k tokens per forward.
+
+    Takes every option of fairseq's ``transformer`` (widths, layers, learned positions,
+    shared embeddings, ...) plus the drafter's own. The decoder input is the committed
+    prefix followed by k query positions (see ``SpecDrafterDecoder``).
+    """
+
+    @classmethod
+    def add_args(cls, parser):
+        super().add_args(parser)
+        parser.add_argument("--src-embedding-copy", action="store_true",
+                            help="add a monotone copy of the source token embeddings to the query positions")
+        parser.add_argument("--apply-bert-init", action="store_true",
+                            help="initialize weights as in BERT (normal(0, 0.02)) before any verifier init")
+        parser.add_argument("--init-from-verifier", type=str, metavar="PATH",
+                            help="start the encoder (and shared embeddings) from this verifier checkpoint")
+
+    @classmethod
+    def build_model(cls, args, task):
+        model = super().build_model(args, task)
+        if args.apply_bert_init:
+            model.apply(init_bert_params)
+        return model
+
+    @classmethod
+    def build_decoder(cls, args, tgt_dict, embed_tokens):
+        cfg = TransformerConfig.from_namespace(args)
+        return SpecDrafterDecoder(cfg, tgt_dict, embed_tokens, src_embedding_copy=args.src_embedding_copy)
+
+    def forward(self, src_tokens, src_lengths, prev_output_tokens, block_size: int, revealed=None):
+        """B x k x V logits for the k tokens after each (left-padded) prefix ``prev_output_tokens``."""
+        encoder_out = self.encoder(src_tokens, src_lengths=src_lengths)
+        return self.decoder(prev_output_tokens, encoder_out, block_size, revealed=revealed)
+
+    def init_from_verifier(self, path: str) -> None:
+        """Copy the verifier's encoder (and its embeddings) into this drafter.
+
+        Encoder parameters are matched by name; a drafter with more encoder layers keeps
+        its extra layers as initialized. A shape mismatch is an error naming the parameter.
+        """
+        try:
+            state = checkpoint_utils.load_checkpoint_to_cpu(path)
+        except FileNotFoundError:
+            raise VerifierInitError(f"--init-from-verifier: no checkpoint at {path!r}") from None
+        verifier = state["model"]
+        own = self.state_dict()
+        wanted = [n for n in verifier if n.startswith("encoder.") or n == "decoder.embed_tokens.weight"]
+        copied = []
+        for name in wanted:
+            if name not in own:
+                if name.startswith("encoder.layers."):
+                    continue  # a verifier layer deeper than this drafter's encoder
+                raise VerifierInitError(f"--init-from-verifier {path}: the drafter has no parameter {name}")
+            if own[name].shape != verifier[name].shape:
+                raise VerifierInitError(
+                    f"--init-from-verifier {path}: parameter {name} has shape {tuple(verifier[name].shape)} "
+                    f"in the verifier but {tuple(own[name].shape)} in the drafter; give the drafter the "
+                    f"verifier's widths (--encoder-embed-dim, --encoder-ffn-embed-dim, heads, positions) "
+                    f"and the same dictionary"
+                )
+            own[name] = verifier[name]
+            copied.append(name)
+        kept = sorted(n for n in own if n.startswith("encoder.") and n not in verifier)
+        self.load_state_dict(own)
+        logger.info(
+            f"initialized {len(copied)} drafter parameters from verifier {path}; "
+            f"{len(kept)} encoder parameters kept their initialization"
+        )
+
+
+@register_model_architecture("specdec_drafter", "specdec_drafter")
+def drafter_architecture(args):
+    args.decoder_layers = getattr(args, "decoder_layers", 2)
+    args.src_embedding_copy = getattr(args, "src_embedding_copy", False)
+    args.apply_bert_init = getattr(args, "apply_bert_init", False)
+    args.init_from_verifier = getattr(args, "init_from_verifier", None)
+    base_architecture(args)
+
+
+@register_model_architecture("specdec_drafter", "specdec_drafter_base")
+def drafter_base(args):
+    """Transformer-base widths, deep encoder and shallow decoder (the paper's choice)."""
+    args.encoder_layers = getattr(args, "encoder_layers", 12)
+    args.decoder_layers = getattr(args, "decoder_layers", 2)
+    drafter_architecture(args)
+
+
+@register_model_architecture("specdec_drafter", "specdec_drafter_6e6d")
+def drafter_6e6d(args):
+    """The reference release's shape: Transformer-base with 6 encoder and 6 decoder layers."""
+    args.encoder_layers = getattr(args, "encoder_layers", 6)
+    args.decoder_layers = getattr(args, "decoder_layers", 6)
+    drafter_architecture(args)
+
+
+@register_model_architecture("specdec_drafter", "specdec_drafter_tiny")
+def drafter_tiny(args):
+    """CPU-sized drafter for the demo and tests; matches configs/verifier_demo widths."""
+    args.encoder_embed_dim = getattr(args, "encoder_embed_dim", 256)
+    args.encoder_ffn_embed_dim = getattr(args, "encoder_ffn_embed_dim", 1024)
+    args.encoder_attention_heads = getattr(args, "encoder_attention_heads", 4)
+    args.encoder_layers = getattr(args, "encoder_layers", 3)
+    args.decoder_embed_dim = getattr(args, "decoder_embed_dim", args.encoder_embed_dim)
+    args.decoder_ffn_embed_dim = getattr(args, "decoder_ffn_embed_dim", args.encoder_ffn_embed_dim)
+    args.decoder_attention_heads = getattr(args, "decoder_attention_heads", 4)
+    args.decoder_layers = getattr(args, "decoder_layers", 2)
+    drafter_architecture(args)

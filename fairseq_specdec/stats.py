@@ -1,0 +1,67 @@
+"""Acceptance and timing statistics of speculative decoding, kept apart from the generator."""
+import logging
+import time
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from typing import Dict, List
+
+import torch
+
+logger = logging.getLogger("fairseq_specdec")
+
+
+@dataclass
+class DecodingStats:
+    """Counts gathered over a run; the generator records into one it is handed."""
+
+    sentences: int = 0  # sentences finished
+    iterations: int = 0  # draft-and-verify iterations, summed over sentences
+    committed_tokens: int = 0  # tokens committed (accepted drafts + verifier tokens), eos included
+    accepted_drafts: int = 0  # drafted tokens the verifier accepted
+    accepted_histogram: List[int] = field(default_factory=list)  # [n] = iterations that accepted n drafts
+    seconds: Dict[str, float] = field(default_factory=lambda: {"drafter": 0.0, "verifier": 0.0, "other": 0.0})
+
+    def record_iteration(self, num_accepted: torch.Tensor, num_committed: torch.Tensor) -> None:
+        """One iteration of a batch: accepted drafts and committed tokens per active sentence."""
+        self.iterations += num_accepted.numel()
+        self.accepted_drafts += int(num_accepted.sum())
+        self.committed_tokens += int(num_committed.sum())
+        counts = torch.bincount(num_accepted.cpu()).tolist()
+        if len(counts) > len(self.accepted_histogram):
+            self.accepted_histogram.extend([0] * (len(counts) - len(self.accepted_histogram)))
+        for n, c in enumerate(counts):
+            self.accepted_histogram[n] += c
+
+    @contextmanager
+    def timed(self, part: str, device: torch.device):
+        """Add the wall time of the block to ``part``; synchronizes CUDA so the split is real."""
+        if device.type == "cuda":
+            torch.cuda.synchronize(device)
+        start = time.perf_counter()
+        try:
+            yield
+        finally:
+            if device.type == "cuda":
+                torch.cuda.synchronize(device)
+            self.seconds[part] = self.seconds.get(part, 0.0) + time.perf_counter() - start
+
+    def summary(self) -> Dict[str, float]:
+        iters = max(self.iterations, 1)
+        return {
+            "sentences": self.sentences,
+            "iterations_per_sentence": self.iterations / max(self.sentences, 1),
+            "mean_accepted_drafts": self.accepted_drafts / iters,
+            "mean_committed_tokens": self.committed_tokens / iters,
+            **{f"{part}_seconds": s for part, s in self.seconds.items()},
+        }
+
+    def log(self) -> None:
+        if self.sentences == 0:
+            return
+        s = self.summary()
+        logger.info(
+            "SpecDec: {sentences} sentences | {mean_committed_tokens:.2f} tokens per iteration "
+            "({mean_accepted_drafts:.2f} accepted drafts + 1 verifier token) | "
+            "{iterations_per_sentence:.2f} iterations per sentence | time: drafter {drafter_seconds:.2f}s, "
+            "verifier {verifier_seconds:.2f}s, other {other_seconds:.2f}s".format(**s)
+        )

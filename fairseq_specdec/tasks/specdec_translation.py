@@ -1,0 +1,145 @@
+"""The ``specdec_translation`` task: trains the Spec-Drafter on k-token blocks and
+builds the speculative (or drafter-only) generator for decoding."""
+import atexit
+import logging
+from dataclasses import dataclass, field
+from typing import Optional
+
+import torch
+from fairseq.tasks import register_task
+from omegaconf import II
+from fairseq.tasks.translation import TranslationConfig, TranslationTask
+
+from fairseq_specdec.blocks import make_block_batch, sample_cut_points
+from fairseq_specdec.drafter_generator import DrafterGenerator
+from fairseq_specdec.drafter_loading import check_generation_options, load_drafter
+from fairseq_specdec.drafters import NARDrafter
+from fairseq_specdec.models.specdec_drafter import SpecDrafterModel
+from fairseq_specdec.speculative_generator import SpeculativeGenerator
+from fairseq_specdec.stats import DecodingStats
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass
+class SpecDecTranslationConfig(TranslationConfig):
+    block_size: int = field(
+        default=25, metadata={"help": "k: tokens the drafter predicts per forward, in training and decoding"}
+    )
+    drafter_path: Optional[str] = field(
+        default=None,
+        metadata={"help": "decode speculatively with this Spec-Drafter checkpoint; without it, "
+                  "generation is stock fairseq"},
+    )
+    beta: int = field(
+        default=1, metadata={"help": "accept a draft only if it is in the verifier's top-beta (1 = lossless greedy)"}
+    )
+    tau: float = field(
+        default=1.0,
+        metadata={"help": "and only if its log-probability is within tau of the verifier's top-1 (used when beta > 1)"},
+    )
+    seed: int = II("common.seed")
+
+
+@register_task("specdec_translation", dataclass=SpecDecTranslationConfig)
+class SpecDecTranslationTask(TranslationTask):
+    """Translation with SpecDec (Xia et al., EMNLP Findings 2023, arXiv 2203.16487).
+
+    Training: each target is cut at a random point; the drafter reads the prefix and
+    ``block_size`` [MASK] queries and learns the next ``block_size`` tokens (eos included).
+    Decoding: with ``--drafter-path`` the generator is speculative; with a drafter
+    checkpoint as ``--path`` it is drafter-only; otherwise it is fairseq's own.
+    """
+
+    cfg: SpecDecTranslationConfig
+
+    def __init__(self, cfg: SpecDecTranslationConfig, src_dict, tgt_dict):
+        super().__init__(cfg, src_dict, tgt_dict)
+        if cfg.block_size < 1:
+            raise ValueError(f"--block-size must be >= 1, got {cfg.block_size}")
+        if cfg.eval_bleu:
+            raise ValueError("--eval-bleu is not available with specdec_translation; validation reports block accuracy")
+        self.decoding_stats = DecodingStats()
+        self._drafters = {}
+        self._stats_logged_at_exit = False
+
+    # ------------------------------------------------------------------ training
+    def build_model(self, cfg, from_checkpoint=False):
+        model = super().build_model(cfg, from_checkpoint)
+        if isinstance(model, SpecDrafterModel) and cfg.init_from_verifier and not from_checkpoint:
+            model.init_from_verifier(cfg.init_from_verifier)
+        return model
+
+    def block_sample(self, sample, generator: torch.Generator):
+        """Turn a translation batch into a drafter batch: prefixes + k-token block targets."""
+        target = sample["target"]
+        cut = sample_cut_points(target.ne(self.tgt_dict.pad()).sum(1), generator)
+        batch = make_block_batch(target, cut, self.cfg.block_size, self.tgt_dict.pad(), self.tgt_dict.eos())
+        net_input = sample["net_input"]
+        return {
+            **sample,
+            "net_input": {
+                "src_tokens": net_input["src_tokens"],
+                "src_lengths": net_input["src_lengths"],
+                "prev_output_tokens": batch.prefix,
+                "block_size": self.cfg.block_size,
+            },
+            "target": batch.block_target,
+            "ntokens": int(batch.block_target.ne(self.tgt_dict.pad()).sum()),
+        }
+
+    def train_step(self, sample, model, criterion, optimizer, update_num, ignore_grad=False):
+        if hasattr(criterion, "set_num_updates"):
+            criterion.set_num_updates(update_num)
+        generator = torch.Generator().manual_seed(self.cfg.seed * 1_000_003 + update_num)
+        return super().train_step(self.block_sample(sample, generator), model, criterion, optimizer,
+                                  update_num, ignore_grad)
+
+    def valid_step(self, sample, model, criterion):
+        # the same cut points at every validation: the figures are comparable across epochs
+        generator = torch.Generator().manual_seed(self.cfg.seed + int(sample["id"].min()))
+        return super().valid_step(self.block_sample(sample, generator), model, criterion)
+
+    # ------------------------------------------------------------------ decoding
+    def build_generator(self, models, args, seq_gen_cls=None, extra_gen_cls_kwargs=None,
+                        prefix_allowed_tokens_fn=None):
+        if isinstance(models[0], SpecDrafterModel):
+            check_generation_options(args, prefix_allowed_tokens_fn, what="drafter-only decoding")
+            return DrafterGenerator(models, self.target_dictionary, block_size=self.cfg.block_size,
+                                    stats=self.decoding_stats, **self.search_options(args))
+        if self.cfg.drafter_path is None:
+            return super().build_generator(models, args, seq_gen_cls, extra_gen_cls_kwargs,
+                                           prefix_allowed_tokens_fn)
+        check_generation_options(args, prefix_allowed_tokens_fn, what="SpecDec")
+        drafter = self.drafter_for(models[0])
+        self.log_stats_at_exit()
+        return SpeculativeGenerator(models, self.target_dictionary, NARDrafter(drafter, self.target_dictionary),
+                                    block_size=self.cfg.block_size, beta=self.cfg.beta, tau=self.cfg.tau,
+                                    stats=self.decoding_stats, **self.search_options(args))
+
+    @staticmethod
+    def search_options(args):
+        return dict(
+            max_len_a=args.max_len_a,
+            max_len_b=args.max_len_b,
+            min_len=args.min_len,
+            normalize_scores=not args.unnormalized,
+            len_penalty=args.lenpen,
+            unk_penalty=args.unkpen,
+            temperature=args.temperature,
+        )
+
+    def drafter_for(self, verifier):
+        """The drafter checkpoint loaded once, on the verifier's device and dtype."""
+        path = self.cfg.drafter_path
+        if path not in self._drafters:
+            self._drafters[path] = load_drafter(path, self)
+        param = next(verifier.parameters())
+        drafter = self._drafters[path].to(device=param.device, dtype=param.dtype)
+        drafter.eval()
+        return drafter
+
+    def log_stats_at_exit(self):
+        if not self._stats_logged_at_exit:
+            atexit.register(self.decoding_stats.log)
+            self._stats_logged_at_exit = True
