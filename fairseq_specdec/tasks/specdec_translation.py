@@ -111,6 +111,8 @@ class SpecDecTranslationTask(TranslationTask):
             return super().build_generator(models, args, seq_gen_cls, extra_gen_cls_kwargs,
                                            prefix_allowed_tokens_fn)
         check_generation_options(args, prefix_allowed_tokens_fn, what="SpecDec")
+        if args.beam != 1:
+            logger.info(f"SpecDec keeps one hypothesis per sentence (greedy verification); --beam {args.beam} is not used")
         drafter = self.drafter_for(models[0])
         self.log_stats_at_exit()
         return SpeculativeGenerator(models, self.target_dictionary, NARDrafter(drafter, self.target_dictionary),

@@ -1,0 +1,38 @@
+#!/usr/bin/env bash
+# Sequence-level knowledge distillation: translate the training set with the verifier
+# (beam 5 by default) through fairseq-generate, restore the corpus order, and binarize
+# the translations as the drafter's training targets with the verifier's dictionary.
+# Resumable per shard: each shard's output is written whole or not at all.
+#
+# usage: distill.sh DATA_BIN BPE_DIR VERIFIER_CKPT OUT_DIR SRC TGT
+#   BPE_DIR holds the BPE'd text (train/valid/test.{SRC,TGT}) that DATA_BIN was made from.
+#   env: BEAM (5), SHARDS (4), MAX_TOKENS (8000), GEN_FLAGS (extra fairseq-generate flags)
+set -euo pipefail
+source "$(dirname "$0")/lib.sh"
+DATA=$1 BPE=$2 VERIFIER=$3 OUT=$4 SRC=$5 TGT=$6
+BEAM=${BEAM:-5} SHARDS=${SHARDS:-4} MAX_TOKENS=${MAX_TOKENS:-8000}
+mkdir -p "$OUT/gen"
+
+for ((i = 0; i < SHARDS; i++)); do
+  out="$OUT/gen/shard$i.txt"
+  is_done "distill: translate training shard $((i + 1))/$SHARDS with beam $BEAM" "$out" || run_to "$out" \
+    fairseq-generate "$DATA" --user-dir "$USER_DIR" --path "$VERIFIER" --gen-subset train \
+      --source-lang "$SRC" --target-lang "$TGT" --beam "$BEAM" --max-tokens "$MAX_TOKENS" \
+      --num-shards "$SHARDS" --shard-id "$i" --skip-invalid-size-inputs-valid-test ${GEN_FLAGS:-}
+done
+
+is_done "distill: restore corpus order" "$OUT/text/train.$TGT" || {
+  mkdir -p "$OUT/text"
+  run "$PYTHON" "$REPO_ROOT/scripts/collect_hypotheses.py" --source "$BPE/train.$SRC" \
+    --out-prefix "$OUT/text/train" --src "$SRC" --tgt "$TGT" "$OUT"/gen/shard*.txt
+}
+
+is_done "distill: binarize with the verifier's dictionary" "$OUT/bin/dict.$TGT.txt" || {
+  rm -rf "$OUT/bin.tmp"
+  run fairseq-preprocess --source-lang "$SRC" --target-lang "$TGT" \
+    --trainpref "$OUT/text/train" --validpref "$BPE/valid" --testpref "$BPE/test" \
+    --srcdict "$DATA/dict.$SRC.txt" --tgtdict "$DATA/dict.$TGT.txt" \
+    --destdir "$OUT/bin.tmp" --workers "${WORKERS:-$(nproc)}"
+  run mv "$OUT/bin.tmp" "$OUT/bin"
+}
+log "distilled data ready in $OUT/bin"

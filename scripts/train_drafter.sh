@@ -1,0 +1,18 @@
+#!/usr/bin/env bash
+# Train the Spec-Drafter (task specdec_translation, glancing criterion) on distilled data,
+# its encoder started from the verifier. Resumable like fairseq-train itself.
+#
+# usage: train_drafter.sh DATA_BIN SAVE_DIR VERIFIER_CKPT [CONFIG.args] [extra flags...]
+#   VERIFIER_CKPT may be "none" to start from scratch.
+set -euo pipefail
+source "$(dirname "$0")/lib.sh"
+DATA=$1 SAVE=$2 VERIFIER=$3 CONFIG=${4:-$REPO_ROOT/configs/drafter_demo.args}
+shift $(( $# < 4 ? $# : 4 ))
+
+is_done "train drafter ($CONFIG)" "$SAVE/train.done" && exit 0
+init=()
+[ "$VERIFIER" = none ] || init=(--init-from-verifier "$VERIFIER")
+mkdir -p "$SAVE"
+# shellcheck disable=SC2046
+run fairseq-train "$DATA" --user-dir "$USER_DIR" $(read_args "$CONFIG") "${init[@]}" --save-dir "$SAVE" "$@"
+run touch "$SAVE/train.done"

@@ -1,0 +1,76 @@
+"""Shared fixtures: a small slice of the demo corpus, prepared by the project's own
+script, and tiny verifier and drafter checkpoints trained on it with fairseq-train.
+Built once per test session (about a minute on 2 CPU cores)."""
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[1]
+USER_DIR = str(REPO / "fairseq_specdec")
+
+TINY_MODEL = [
+    "--encoder-layers", "2", "--decoder-layers", "2",
+    "--encoder-embed-dim", "64", "--decoder-embed-dim", "64",
+    "--encoder-ffn-embed-dim", "128", "--decoder-ffn-embed-dim", "128",
+    "--encoder-attention-heads", "4", "--decoder-attention-heads", "4",
+    "--share-all-embeddings",
+]
+TRAIN_OPTS = [
+    "--optimizer", "adam", "--lr", "3e-3", "--lr-scheduler", "inverse_sqrt", "--warmup-updates", "50",
+    "--max-tokens", "2048", "--no-progress-bar", "--log-interval", "20", "--seed", "1",
+    "--no-epoch-checkpoints", "--dropout", "0.1",
+]
+
+
+def run(cmd, **kwargs):
+    """Run a command; on failure show its output."""
+    env = {**os.environ, "PYTHONUNBUFFERED": "1", "OMP_NUM_THREADS": os.environ.get("OMP_NUM_THREADS", "2")}
+    proc = subprocess.run([str(c) for c in cmd], capture_output=True, text=True, env=env, **kwargs)
+    if proc.returncode != 0:
+        raise AssertionError(f"command failed ({proc.returncode}): {' '.join(map(str, cmd))}\n"
+                             f"--- stdout\n{proc.stdout[-4000:]}\n--- stderr\n{proc.stderr[-6000:]}")
+    return proc
+
+
+@pytest.fixture(scope="session")
+def demo_data(tmp_path_factory):
+    """A prepared slice of the demo corpus: dict with raw, bin and bpe codes paths."""
+    root = tmp_path_factory.mktemp("demo")
+    raw = root / "raw"
+    run([sys.executable, REPO / "data" / "make_demo_corpus.py", "--out-dir", raw,
+         "--train", "3000", "--valid", "100", "--test", "200", "--seed", "7"])
+    run(["bash", REPO / "scripts" / "prepare_bitext.sh", raw, root / "prep", "en", "de", "600"])
+    return {"raw": raw, "bin": root / "prep" / "bin", "codes": root / "prep" / "bpe" / "codes", "root": root}
+
+
+@pytest.fixture(scope="session")
+def tiny_verifier(demo_data):
+    """A stock fairseq transformer trained for 300 updates with --task translation."""
+    save = demo_data["root"] / "verifier"
+    run(["fairseq-train", demo_data["bin"], "--task", "translation", "--arch", "transformer", *TINY_MODEL,
+         *TRAIN_OPTS, "--criterion", "label_smoothed_cross_entropy", "--label-smoothing", "0.1",
+         "--max-update", "300", "--save-dir", save, "--user-dir", USER_DIR])
+    return save / "checkpoint_last.pt"
+
+
+def train_drafter(data_bin, save_dir, updates, extra=()):
+    run(["fairseq-train", data_bin, "--user-dir", USER_DIR, "--task", "specdec_translation",
+         "--arch", "specdec_drafter_tiny", *TINY_MODEL, "--criterion", "specdec_glancing",
+         "--block-size", "5", *TRAIN_OPTS, "--max-update", str(updates), "--save-dir", save_dir, *extra])
+    return Path(save_dir) / "checkpoint_last.pt"
+
+
+@pytest.fixture(scope="session")
+def tiny_drafter(demo_data, tiny_verifier):
+    """A tiny Spec-Drafter (k=5) trained for 300 updates, encoder started from the verifier."""
+    return train_drafter(demo_data["bin"], demo_data["root"] / "drafter", 300,
+                         ["--init-from-verifier", tiny_verifier])
+
+
+@pytest.fixture(scope="session")
+def untrained_drafter(demo_data):
+    """A Spec-Drafter checkpoint saved after a single update: its drafts are close to random."""
+    return train_drafter(demo_data["bin"], demo_data["root"] / "drafter0", 1)
