@@ -46,6 +46,17 @@ def accept_drafts(lprobs: Tensor, drafts: Tensor, beta: int = 1, tau: float = 0.
     return Verdict(num_accepted=num_accepted, next_token=next_token)
 
 
+def drop_drafts_after_eos(drafts: Tensor, eos: int) -> Tensor:
+    """Cut the block after the last column any row still needs: drafts that follow a
+    drafted eos can never be committed (an accepted eos ends the sentence, a rejected one
+    ends acceptance), so verifying them would be wasted work. Returns B x k' (k' <= k)."""
+    is_eos = drafts.eq(eos)
+    if not bool(is_eos.any(1).all()):
+        return drafts
+    needed = int(is_eos.int().argmax(1).max()) + 1  # through the latest first-eos of any row
+    return drafts[:, :needed]
+
+
 class CommitPlan(NamedTuple):
     tokens: Tensor  # B x (k+1): accepted drafts, then the verifier's token (garbage beyond count)
     count: Tensor  # B: tokens committed this iteration

@@ -17,11 +17,20 @@ class NARDrafter:
 
     def __init__(self, model, tgt_dict):
         self.model = model
-        # tokens a draft may never hold: they could not appear in a translation
-        self.forbidden = torch.tensor(sorted({tgt_dict.pad(), tgt_dict.bos(), tgt_dict.unk()}))
+        # tokens a draft may never hold: specials, and the filler symbols fairseq-preprocess
+        # adds to round the dictionary size (madeupword0000, ...)
+        fillers = {i for i, sym in enumerate(tgt_dict.symbols) if sym.startswith("madeupword")}
+        self.forbidden = torch.tensor(sorted({tgt_dict.pad(), tgt_dict.bos(), tgt_dict.unk()} | fillers))
 
     def start(self, net_input: Dict[str, Tensor]) -> Any:
         """Encode the source once per batch; the result is this drafter's state."""
+        src_len, limit = net_input["src_tokens"].size(1), self.model.encoder.max_positions()
+        if src_len > limit:
+            raise ValueError(
+                f"a source of {src_len} tokens is longer than the drafter's encoder positions ({limit}); "
+                f"filter long sources (--max-source-positions {limit} --skip-invalid-size-inputs-valid-test) "
+                f"or use a drafter trained with longer positions"
+            )
         return self.model.encoder.forward_torchscript(net_input)
 
     def select(self, encoder_out: Any, rows: Tensor) -> Any:

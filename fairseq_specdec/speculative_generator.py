@@ -10,7 +10,7 @@ from typing import Optional
 
 import torch
 
-from fairseq_specdec.acceptance import accept_drafts, plan_commit
+from fairseq_specdec.acceptance import accept_drafts, drop_drafts_after_eos, plan_commit
 from fairseq_specdec.committed import CommittedTokens
 from fairseq_specdec.generator_base import BlockwiseGenerator
 from fairseq_specdec.stats import DecodingStats
@@ -66,9 +66,10 @@ class SpeculativeGenerator(BlockwiseGenerator):
         while active.numel() > 0:
             with stats.timed("drafter", device):
                 drafts = self.drafter.propose(drafter_state, committed.prefix(active), k)  # B x k
+                drafts = drop_drafts_after_eos(drafts, self.eos)
             with stats.timed("verifier", device):
                 last = committed.last_token(active).unsqueeze(1)
-                positions = (committed.length[active] - 1).unsqueeze(1) + offsets  # B x (k+1)
+                positions = (committed.length[active] - 1).unsqueeze(1) + offsets[:, : drafts.size(1) + 1]
                 lprobs = self.verifier.forward_block(
                     torch.cat([last, drafts], dim=1), positions, encoder_out, incremental_state, cache_width
                 )  # B x (k+1) x V

@@ -11,18 +11,18 @@ set -euo pipefail
 source "$(dirname "$0")/lib.sh"
 DATA=$1 BPE=$2 VERIFIER=$3 OUT=$4 SRC=$5 TGT=$6
 BEAM=${BEAM:-5} SHARDS=${SHARDS:-4} MAX_TOKENS=${MAX_TOKENS:-8000}
-mkdir -p "$OUT/gen"
+run mkdir -p "$OUT/gen"
 
 for ((i = 0; i < SHARDS; i++)); do
   out="$OUT/gen/shard$i.txt"
   is_done "distill: translate training shard $((i + 1))/$SHARDS with beam $BEAM" "$out" || run_to "$out" \
     fairseq-generate "$DATA" --user-dir "$USER_DIR" --path "$VERIFIER" --gen-subset train \
-      --source-lang "$SRC" --target-lang "$TGT" --beam "$BEAM" --max-tokens "$MAX_TOKENS" \
+      --source-lang "$SRC" --target-lang "$TGT" --beam "$BEAM" --max-tokens "$MAX_TOKENS" --required-batch-size-multiple 1 \
       --num-shards "$SHARDS" --shard-id "$i" --skip-invalid-size-inputs-valid-test ${GEN_FLAGS:-}
 done
 
 is_done "distill: restore corpus order" "$OUT/text/train.$TGT" || {
-  mkdir -p "$OUT/text"
+  run mkdir -p "$OUT/text"
   run "$PYTHON" "$REPO_ROOT/scripts/collect_hypotheses.py" --source "$BPE/train.$SRC" \
     --out-prefix "$OUT/text/train" --src "$SRC" --tgt "$TGT" "$OUT"/gen/shard*.txt
 }

@@ -7,14 +7,14 @@
 log() { printf '\n==> %s\n' "$*" >&2; }
 
 run() {
-  printf '+ %s\n' "$*" >&2
+  printf '+' >&2; printf ' %q' "$@" >&2; printf '\n' >&2
   if [ "${DRY_RUN:-0}" != 1 ]; then "$@"; fi
 }
 
 # run_to OUT CMD...: run CMD with stdout to OUT.tmp, then move it to OUT.
 run_to() {
   local out=$1; shift
-  printf '+ %s > %s\n' "$*" "$out" >&2
+  printf '+' >&2; printf ' %q' "$@" >&2; printf ' > %q\n' "$out" >&2
   if [ "${DRY_RUN:-0}" != 1 ]; then "$@" > "$out.tmp" && mv "$out.tmp" "$out"; fi
 }
 

@@ -11,11 +11,11 @@ source "$(dirname "$0")/lib.sh"
 
 RAW=$1 OUT=$2 SRC=$3 TGT=$4 MERGES=$5 MAX_LEN=${6:-250} MAX_RATIO=${7:-1.5}
 WORKERS=${WORKERS:-$(nproc)}
-mkdir -p "$OUT/tok" "$OUT/bpe"
+run mkdir -p "$OUT/tok" "$OUT/bpe"
 
 for split in train valid test; do
   for lang in "$SRC" "$TGT"; do
-    [ -f "$RAW/$split.$lang" ] || { echo "error: missing $RAW/$split.$lang (expected RAW/{train,valid,test}.{$SRC,$TGT})" >&2; exit 1; }
+    [ -f "$RAW/$split.$lang" ] || [ "${DRY_RUN:-0}" = 1 ] || { echo "error: missing $RAW/$split.$lang (expected RAW/{train,valid,test}.{$SRC,$TGT})" >&2; exit 1; }
     out="$OUT/tok/$split.raw.$lang"
     is_done "tokenize $split.$lang" "$out" || run_to "$out" \
       bash -c "sacremoses -q -l $lang -j $WORKERS normalize < '$RAW/$split.$lang' | sacremoses -q -l $lang -j $WORKERS tokenize -a"
@@ -34,7 +34,7 @@ done
 
 is_done "learn joint BPE ($MERGES merges)" "$OUT/bpe/codes" || {
   run subword-nmt learn-joint-bpe-and-vocab --input "$OUT/tok/train.$SRC" "$OUT/tok/train.$TGT" \
-    -s "$MERGES" -o "$OUT/bpe/codes.tmp" --write-vocabulary "$OUT/bpe/vocab.$SRC" "$OUT/bpe/vocab.$TGT" \
+    -s "$MERGES" --num-workers "$WORKERS" -o "$OUT/bpe/codes.tmp" --write-vocabulary "$OUT/bpe/vocab.$SRC" "$OUT/bpe/vocab.$TGT" \
     && run mv "$OUT/bpe/codes.tmp" "$OUT/bpe/codes"
 }
 
@@ -42,7 +42,7 @@ for split in train valid test; do
   for lang in "$SRC" "$TGT"; do
     out="$OUT/bpe/$split.$lang"
     is_done "apply BPE to $split.$lang" "$out" || run_to "$out" \
-      subword-nmt apply-bpe -c "$OUT/bpe/codes" --vocabulary "$OUT/bpe/vocab.$lang" \
+      subword-nmt apply-bpe --num-workers "$WORKERS" -c "$OUT/bpe/codes" --vocabulary "$OUT/bpe/vocab.$lang" \
       --vocabulary-threshold 1 --input "$OUT/tok/$split.$lang"
   done
 done

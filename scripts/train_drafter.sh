@@ -12,7 +12,7 @@ shift $(( $# < 4 ? $# : 4 ))
 is_done "train drafter ($CONFIG)" "$SAVE/train.done" && exit 0
 init=()
 [ "$VERIFIER" = none ] || init=(--init-from-verifier "$VERIFIER")
-mkdir -p "$SAVE"
+run mkdir -p "$SAVE"
 # shellcheck disable=SC2046
-run fairseq-train "$DATA" --user-dir "$USER_DIR" $(read_args "$CONFIG") "${init[@]}" --save-dir "$SAVE" "$@"
+run ${FAIRSEQ_TRAIN:-fairseq-train} "$DATA" --user-dir "$USER_DIR" $(read_args "$CONFIG") "${init[@]}" --save-dir "$SAVE" "$@"
 run touch "$SAVE/train.done"

@@ -10,7 +10,7 @@ DATA=$1 SAVE=$2 CONFIG=${3:-$REPO_ROOT/configs/verifier_demo.args}
 shift $(( $# < 3 ? $# : 3 ))
 
 is_done "train verifier ($CONFIG)" "$SAVE/train.done" && exit 0
-mkdir -p "$SAVE"
+run mkdir -p "$SAVE"
 # shellcheck disable=SC2046
-run fairseq-train "$DATA" --user-dir "$USER_DIR" $(read_args "$CONFIG") --save-dir "$SAVE" "$@"
+run ${FAIRSEQ_TRAIN:-fairseq-train} "$DATA" --user-dir "$USER_DIR" $(read_args "$CONFIG") --save-dir "$SAVE" "$@"
 run touch "$SAVE/train.done"

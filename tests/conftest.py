@@ -27,7 +27,8 @@ TRAIN_OPTS = [
 
 def run(cmd, **kwargs):
     """Run a command; on failure show its output."""
-    env = {**os.environ, "PYTHONUNBUFFERED": "1", "OMP_NUM_THREADS": os.environ.get("OMP_NUM_THREADS", "2")}
+    # one thread: the tiny models gain nothing from more, and parallel jobs do not fight
+    env = {**os.environ, "PYTHONUNBUFFERED": "1", "OMP_NUM_THREADS": "1"}
     proc = subprocess.run([str(c) for c in cmd], capture_output=True, text=True, env=env, **kwargs)
     if proc.returncode != 0:
         raise AssertionError(f"command failed ({proc.returncode}): {' '.join(map(str, cmd))}\n"

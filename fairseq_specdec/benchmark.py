@@ -1,0 +1,371 @@
+"""Benchmark SpecDec against greedy and beam search (and CTranslate2) in one process.
+
+For one test set and one verifier/drafter pair, every decoding mode runs in the same
+process, interleaved (each repeat runs every mode once, in turn) after a warm-up; the
+median time of the repeats is reported, with BLEU, speedups, acceptance and memory:
+
+    python -m fairseq_specdec.benchmark --data BIN --verifier V.pt --drafter D.pt \
+        --batch-sizes 1,8,32 --out-dir bench/
+
+See ``bench_report`` for the outputs (markdown table, benchmark.json, PNG plots) and
+``bench_ct2`` for the CTranslate2 peer.
+"""
+import argparse
+import gc
+import logging
+import os
+import resource
+import statistics
+import sys
+import time
+import warnings
+from argparse import Namespace
+from typing import Dict, List, Optional
+
+import torch
+
+import fairseq_specdec  # noqa: F401  (registers the task; allow-lists checkpoint classes)
+from fairseq import checkpoint_utils, tasks, utils
+from fairseq.data import BaseWrapperDataset
+from fairseq.data.data_utils import infer_language_pair
+from fairseq.sequence_generator import SequenceGenerator
+from fairseq_specdec import bench_ct2, bench_report
+from fairseq_specdec.drafter_loading import load_drafter
+from fairseq_specdec.drafters import NARDrafter
+from fairseq_specdec.models.specdec_drafter import SpecDrafterModel
+from fairseq_specdec.speculative_generator import SpeculativeGenerator
+from fairseq_specdec.stats import DecodingStats
+
+logger = logging.getLogger("fairseq_specdec.benchmark")
+
+MODES = ("greedy", "beam5", "specdec", "specdec_relaxed", "ct2_greedy", "ct2_beam5")
+SPECDEC_MODES = ("specdec", "specdec_relaxed")
+BEAMS = {"greedy": 1, "beam5": 5, "ct2_greedy": 1, "ct2_beam5": 5}
+
+
+class BenchmarkError(Exception):
+    """Bad input: reported as one line, without a traceback, by ``cli_main``."""
+
+
+def parse_batch_sizes(text: str) -> List[int]:
+    try:
+        sizes = [int(part) for part in text.split(",") if part.strip()]
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"--batch-sizes wants comma-separated integers such as 1,8,32; got {text!r}")
+    if not sizes or any(s < 1 for s in sizes):
+        raise argparse.ArgumentTypeError(f"--batch-sizes wants positive integers such as 1,8,32; got {text!r}")
+    return sorted(set(sizes))
+
+
+def parse_modes(text: str) -> List[str]:
+    modes = [m.strip() for m in text.split(",") if m.strip()]
+    unknown = [m for m in modes if m not in MODES]
+    if unknown or not modes:
+        raise argparse.ArgumentTypeError(f"unknown mode(s) {', '.join(unknown) or text!r}; choose from {', '.join(MODES)}")
+    return [m for m in MODES if m in modes]  # canonical order, no duplicates
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="specdec-benchmark", description=__doc__.split("\n\n")[0])
+    p.add_argument("--data", required=True, help="fairseq binarized data directory (dict.*.txt, SUBSET.*)")
+    p.add_argument("--verifier", required=True, help="verifier checkpoint (stock fairseq transformer)")
+    p.add_argument("--drafter", help="Spec-Drafter checkpoint (needed by the specdec modes)")
+    p.add_argument("--source-lang", "-s", help="default: inferred from the data directory, else en")
+    p.add_argument("--target-lang", "-t", help="default: inferred from the data directory, else de")
+    p.add_argument("--subset", default="test")
+    p.add_argument("--max-sentences", type=int, help="only the first N sentences of the subset")
+    p.add_argument("--batch-sizes", type=parse_batch_sizes, default=[1, 8, 32], help="default 1,8,32")
+    p.add_argument("--modes", type=parse_modes, default=list(MODES), help=f"subset of {','.join(MODES)}")
+    p.add_argument("--block-size", type=int, default=25, help="k drafted tokens per iteration")
+    p.add_argument("--beta", type=int, default=3, help="specdec_relaxed: top-beta acceptance")
+    p.add_argument("--tau", type=float, default=1.0, help="specdec_relaxed: log-prob tolerance")
+    p.add_argument("--repeats", type=int, default=3)
+    p.add_argument("--warmup", type=int, default=1)
+    p.add_argument("--threads", type=int, help="torch.set_num_threads (and CTranslate2 intra_threads)")
+    p.add_argument("--max-len-a", type=float, default=0)
+    p.add_argument("--max-len-b", type=int, default=200)
+    p.add_argument("--device", default="cpu", help="cpu, cuda or cuda:N")
+    p.add_argument("--fp16", action="store_true", help="half precision (CUDA only)")
+    p.add_argument("--ctranslate2", choices=("auto", "on", "off"), default="auto",
+                   help="ct2_* modes: auto = when ctranslate2 is importable")
+    p.add_argument("--out-dir", help="write benchmark.json, speedup.png, accepted_hist.png here")
+    p.add_argument("--no-plots", action="store_true", help="with --out-dir: skip the PNG plots")
+    p.add_argument("--profile", action="store_true", help="print drafter/verifier/other time split at batch 1")
+    p.add_argument("--quiet", action="store_true", help="only warnings from fairseq's loggers")
+    return p
+
+
+class FirstN(BaseWrapperDataset):
+    """The first ``n`` sentences (by id) of a dataset, batched in the dataset's own order."""
+
+    def __init__(self, dataset, n: int):
+        super().__init__(dataset)
+        self.n = min(n, len(dataset))
+
+    def __len__(self):
+        return self.n
+
+    def ordered_indices(self):
+        indices = self.dataset.ordered_indices()
+        return indices[indices < self.n]
+
+
+def _check_args(args) -> None:
+    if not os.path.isdir(args.data):
+        raise BenchmarkError(f"--data {args.data!r}: no such directory (give fairseq-preprocess's --destdir)")
+    if not os.path.isfile(args.verifier):
+        raise BenchmarkError(f"--verifier {args.verifier!r}: no such file")
+    for name in ("repeats", "block_size", "beta"):
+        if getattr(args, name) < 1:
+            raise BenchmarkError(f"--{name.replace('_', '-')} must be >= 1")
+    if args.warmup < 0 or (args.max_sentences is not None and args.max_sentences < 1):
+        raise BenchmarkError("--warmup must be >= 0 and --max-sentences >= 1")
+    if args.threads is not None and args.threads < 1:
+        raise BenchmarkError("--threads must be >= 1")
+    if args.device.startswith("cuda") and not torch.cuda.is_available():
+        raise BenchmarkError(f"--device {args.device}: CUDA is not available")
+    if args.fp16 and not args.device.startswith("cuda"):
+        raise BenchmarkError("--fp16 needs --device cuda")
+    if any(m in SPECDEC_MODES for m in args.modes):
+        if not args.drafter:
+            raise BenchmarkError("--drafter is required for the specdec modes (or leave them out with --modes)")
+        if not os.path.isfile(args.drafter):
+            raise BenchmarkError(f"--drafter {args.drafter!r}: no such file")
+    if args.out_dir and not args.no_plots and not bench_report.have_matplotlib():
+        raise BenchmarkError("the plots need matplotlib: pip install matplotlib (or pass --no-plots)")
+
+
+def _languages(args):
+    src, tgt = args.source_lang, args.target_lang
+    if src is None or tgt is None:
+        inferred = infer_language_pair(args.data) or (None, None)
+        src, tgt = src or inferred[0] or "en", tgt or inferred[1] or "de"
+    for lang in (src, tgt):
+        if not os.path.isfile(os.path.join(args.data, f"dict.{lang}.txt")):
+            raise BenchmarkError(f"--data {args.data!r} has no dict.{lang}.txt (set --source-lang/--target-lang)")
+    return src, tgt
+
+
+def load_setup(args, src: str, tgt: str):
+    """The task (``specdec_translation`` on the data directory), verifier and drafter."""
+    # the legacy (argparse) route: the interpolated fields (common.seed, dataset.*) set here
+    task = tasks.setup_task(Namespace(
+        task="specdec_translation", data=args.data, source_lang=src, target_lang=tgt,
+        block_size=args.block_size, seed=1, dataset_impl=None, train_subset="train", required_seq_len_multiple=1))
+    try:
+        task.load_dataset(args.subset)
+    except FileNotFoundError as err:
+        raise BenchmarkError(f"--subset {args.subset}: {err}") from err
+    try:
+        models, _ = checkpoint_utils.load_model_ensemble([args.verifier], task=task)
+    except Exception as err:
+        raise BenchmarkError(f"--verifier {args.verifier!r}: cannot load ({err})") from err
+    if isinstance(models[0], SpecDrafterModel):
+        raise BenchmarkError(f"--verifier {args.verifier!r} holds a Spec-Drafter; give the verifier (a transformer)")
+    device = torch.device(args.device)
+    model = models[0].to(device)
+    if args.fp16:
+        model = model.half()
+    model.eval()
+    drafter = None
+    if any(m in SPECDEC_MODES for m in args.modes):
+        try:
+            drafter = load_drafter(args.drafter, task)
+        except ValueError as err:  # DrafterCheckpointError names the task's flag
+            raise BenchmarkError(str(err).replace("--drafter-path", "--drafter")) from err
+        param = next(model.parameters())
+        drafter = drafter.to(device=param.device, dtype=param.dtype).eval()
+    return task, model, drafter
+
+
+def make_batches(task, model, dataset, batch_size: int, device) -> List[dict]:
+    """All batches of the subset in fairseq's order (by length), moved to ``device``."""
+    with warnings.catch_warnings():  # fairseq's loader asks for pin_memory, pointless on CPU
+        warnings.filterwarnings("ignore", message=".*pin_memory.*")
+        itr = task.get_batch_iterator(
+            dataset=dataset, max_sentences=batch_size,
+            max_positions=utils.resolve_max_positions(task.max_positions(), model.max_positions()),
+            disable_iterator_cache=True,  # the cache would hand back the first batch size's batches
+        ).next_epoch_itr(shuffle=False)
+        batches = list(itr)
+    if device.type == "cuda":
+        batches = [utils.move_to_cuda(b, device=device) for b in batches]
+    return batches
+
+
+class FairseqDecoder:
+    """One fairseq generator (stock or speculative) over a list of batches."""
+
+    def __init__(self, generator, model):
+        self.generator, self.models = generator, [model]
+
+    def prepare(self, batches):
+        return batches
+
+    def run(self, batches):
+        return [self.generator.generate(self.models, sample) for sample in batches]
+
+    def tokens(self, raw, batches) -> Dict[int, List[int]]:
+        out = {}
+        for hypos, sample in zip(raw, batches):
+            for i, sid in enumerate(sample["id"].tolist()):
+                out[sid] = hypos[i][0]["tokens"].tolist()
+        return out
+
+
+def make_decoder(mode: str, args, model, drafter, tgt_dict, stats: Optional[DecodingStats], ct2=None):
+    opts = dict(max_len_a=args.max_len_a, max_len_b=args.max_len_b)
+    if mode in SPECDEC_MODES:
+        beta, tau = (1, 1.0) if mode == "specdec" else (args.beta, args.tau)
+        gen = SpeculativeGenerator([model], tgt_dict, NARDrafter(drafter, tgt_dict), block_size=args.block_size,
+                                   beta=beta, tau=tau, stats=stats, **opts)
+        return FairseqDecoder(gen, model)
+    if mode.startswith("ct2_"):
+        return bench_ct2.CT2Decoder(ct2, BEAMS[mode], opts, model.max_decoder_positions())
+    return FairseqDecoder(SequenceGenerator([model], tgt_dict, beam_size=BEAMS[mode], **opts), model)
+
+
+def timed_pass(decoder, inputs, device):
+    """Seconds of one pass over all batches (CUDA synchronized on both ends), and its raw output."""
+    gc.collect()
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+    start = time.perf_counter()
+    with torch.no_grad():
+        raw = decoder.run(inputs)
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+    return time.perf_counter() - start, raw
+
+
+def peak_memory_mb(device) -> float:
+    if device.type == "cuda":
+        return torch.cuda.max_memory_allocated(device) / 2 ** 20
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # KiB on Linux
+
+
+def benchmark_batch_size(args, bs, modes, setup, dataset, ct2) -> Dict[str, dict]:
+    """Warm-up, then ``repeats`` interleaved timed passes of every mode at one batch size."""
+    task, model, drafter = setup
+    device, tgt_dict = next(model.parameters()).device, task.target_dictionary
+    batches = make_batches(task, model, dataset, bs, device)
+    stats = {m: DecodingStats() for m in modes if m in SPECDEC_MODES}
+    warm = {m: make_decoder(m, args, model, drafter, tgt_dict, DecodingStats(), ct2) for m in modes}
+    measured = {m: make_decoder(m, args, model, drafter, tgt_dict, stats.get(m), ct2) for m in modes}
+    inputs = {m: measured[m].prepare(batches) for m in modes}
+    times = {m: [] for m in modes}
+    peaks = {m: 0.0 for m in modes}
+    last_raw = {}
+    for _ in range(args.warmup):
+        for m in modes:
+            timed_pass(warm[m], inputs[m], device)
+    for rep in range(args.repeats):
+        for m in modes:
+            if device.type == "cuda":
+                torch.cuda.reset_peak_memory_stats(device)
+            seconds, last_raw[m] = timed_pass(measured[m], inputs[m], device)
+            times[m].append(seconds)
+            peaks[m] = max(peaks[m], peak_memory_mb(device))
+            logger.info("batch %d repeat %d %s: %.3fs", bs, rep + 1, m, seconds)
+    results = {}
+    for m in modes:
+        results[m] = {"times": times[m], "median_s": statistics.median(times[m]),
+                      "tokens": measured[m].tokens(last_raw[m], batches), "peak_mb": peaks[m],
+                      "stats": stats.get(m)}
+        if device.type == "cuda" and m.startswith("ct2_"):
+            results[m]["peak_mb"] = None  # CTranslate2 allocates outside torch's allocator
+    return results
+
+
+def _use_ct2(args) -> bool:
+    if args.ctranslate2 == "off" or not any(m.startswith("ct2_") for m in args.modes):
+        return False
+    if bench_ct2.available():
+        return True
+    if args.ctranslate2 == "on":
+        raise BenchmarkError("--ctranslate2 on: ctranslate2 is not importable (pip install ctranslate2)")
+    logger.warning("ctranslate2 is not importable: the ct2 modes are left out")
+    return False
+
+
+def _open_ct2(args, src, tgt, task):
+    """The converted verifier, or None (with a warning) when conversion fails under --ctranslate2 auto."""
+    try:
+        return bench_ct2.CT2Model(args.verifier, args.data, src, tgt, task.source_dictionary,
+                                  task.target_dictionary, device=args.device, fp16=args.fp16,
+                                  threads=torch.get_num_threads(), out_dir=args.out_dir)
+    except Exception as err:
+        if args.ctranslate2 == "on":
+            raise BenchmarkError(f"--ctranslate2 on: {err}") from err
+        logger.warning("the ct2 modes are left out: %s", err)
+        return None
+
+
+def _setup_logging(quiet: bool) -> None:
+    # force: importing fairseq configures the root logger (at DEBUG level, from wav2vec2_classification)
+    logging.basicConfig(format="%(asctime)s | %(levelname)s | %(name)s | %(message)s", stream=sys.stderr,
+                        level=logging.WARNING if quiet else logging.INFO, force=True)
+
+
+def main(argv: Optional[List[str]] = None, configure_logging: bool = False) -> dict:
+    """Run the benchmark; print the table; write the outputs; return the report dict.
+
+    Called in-process (tests, notebooks) it leaves logging alone unless asked, and puts
+    torch's thread count back as it found it.
+    """
+    args = build_parser().parse_args(argv)
+    if configure_logging:
+        _setup_logging(args.quiet)
+    _check_args(args)
+    threads = torch.get_num_threads()
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    try:
+        return _run(args, argv)
+    finally:
+        torch.set_num_threads(threads)
+
+
+def _run(args, argv) -> dict:
+    load = os.getloadavg()[0] if hasattr(os, "getloadavg") else 0.0
+    if load > (os.cpu_count() or 1) - 0.5:
+        logger.warning("load average %.1f on %d CPUs: other processes compete for the cores, timings will be "
+                       "noisy (try --threads 1)", load, os.cpu_count())
+    with_ct2 = _use_ct2(args)
+    modes = [m for m in args.modes if with_ct2 or not m.startswith("ct2_")]
+    if not modes:
+        raise BenchmarkError("no mode left to run (the ct2 modes need ctranslate2)")
+    src, tgt = _languages(args)
+    setup = load_setup(args, src, tgt)
+    task = setup[0]
+    dataset = task.dataset(args.subset)
+    if args.max_sentences:
+        dataset = FirstN(dataset, args.max_sentences)
+    ct2 = _open_ct2(args, src, tgt, task) if with_ct2 else None
+    modes = [m for m in modes if ct2 is not None or not m.startswith("ct2_")]
+    try:
+        per_bs = {bs: benchmark_batch_size(args, bs, modes, setup, dataset, ct2) for bs in args.batch_sizes}
+    finally:
+        if ct2 is not None:
+            ct2.close()
+    command = sys.argv if argv is None else ["specdec-benchmark", *argv]
+    report = bench_report.build_report(args, modes, per_bs, dataset, task, src, tgt, command,
+                                       ct2_version=ct2.version if ct2 is not None else None)
+    print(bench_report.markdown_table(report))
+    if args.profile:
+        print()
+        print(bench_report.profile_table(report))
+    if args.out_dir:
+        report["files"] = bench_report.write_outputs(report, args.out_dir, plots=not args.no_plots)
+    return report
+
+
+def cli_main():
+    try:
+        main(configure_logging=True)
+    except BenchmarkError as err:
+        sys.exit(f"specdec-benchmark: error: {err}")
+
+
+if __name__ == "__main__":
+    cli_main()

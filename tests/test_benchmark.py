@@ -1,0 +1,142 @@
+"""Tests for the benchmark (python -m fairseq_specdec.benchmark) on the tiny fixtures."""
+import contextlib
+import importlib.util
+import io
+import json
+import math
+
+import pytest
+
+from fairseq_specdec import benchmark
+
+HAVE_CT2 = importlib.util.find_spec("ctranslate2") is not None
+FAIRSEQ_MODES = ["greedy", "beam5", "specdec", "specdec_relaxed"]
+CT2_MODES = ["ct2_greedy", "ct2_beam5"]
+
+
+@pytest.fixture(scope="module")
+def bench_run(demo_data, tiny_verifier, tiny_drafter, tmp_path_factory):
+    """One benchmark run shared by the tests below: (out dir, report, stdout)."""
+    pytest.importorskip("matplotlib")  # the plots; in the package's test/bench extras
+    out = tmp_path_factory.mktemp("bench")
+    argv = ["--data", str(demo_data["bin"]), "--verifier", str(tiny_verifier), "--drafter", str(tiny_drafter),
+            "--max-sentences", "24", "--batch-sizes", "1,4", "--repeats", "1", "--warmup", "0",
+            "--block-size", "5", "--threads", "1", "--profile", "--out-dir", str(out),
+            "--ctranslate2", "on" if HAVE_CT2 else "off"]
+    buf = io.StringIO()  # capsys is function-scoped
+    with contextlib.redirect_stdout(buf):
+        report = benchmark.main(argv)
+    return out, report, buf.getvalue()
+
+
+def _rows(report, modes=None):
+    return [r for r in report["rows"] if modes is None or r["mode"] in modes]
+
+
+def test_outputs_written(bench_run):
+    out, report, _ = bench_run
+    data = json.loads((out / "benchmark.json").read_text())
+    assert data["data"]["sentences"] == 24
+    assert {(r["mode"], r["batch"]) for r in data["rows"]} >= {(m, b) for m in FAIRSEQ_MODES for b in (1, 4)}
+    for key in ("cpu", "torch", "fairseq", "torch_threads", "device_name"):
+        assert data["machine"][key] not in (None, "")
+    assert data["machine"]["torch_threads"] == 1
+    assert data["command"][0] == "specdec-benchmark"
+    for png in ("speedup.png", "accepted_hist.png"):
+        path = out / png
+        assert path.is_file() and path.stat().st_size > 1000
+        assert path.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_figures_are_sane(bench_run):
+    _, report, _ = bench_run
+    for r in _rows(report):
+        assert 0.0 <= r["bleu"] <= 100.0
+        assert r["sent_per_s"] > 0 and math.isfinite(r["sent_per_s"])
+        for key in ("x_greedy", "x_beam5"):
+            assert r[key] > 0 and math.isfinite(r[key]), (r["mode"], r["batch"], key)
+        assert (r["latency_ms"] is not None) == (r["batch"] == 1)
+        assert r["peak_mb"] > 0
+    for r in _rows(report, ["greedy"]):
+        assert r["x_greedy"] == pytest.approx(1.0)
+    for r in _rows(report, ["specdec", "specdec_relaxed"]):
+        assert r["tok_per_iter"] >= 1.0 and r["ideal_x_greedy"] == r["tok_per_iter"]
+        assert r["passes"] == 1 and sum(r["accepted_histogram"]) > 0
+        assert set(r["seconds_per_pass"]) >= {"drafter", "verifier", "other"}
+
+
+def test_lossless_specdec_identical_to_greedy(bench_run):
+    _, report, _ = bench_run
+    rows = _rows(report, ["specdec"])
+    assert len(rows) == 2
+    for r in rows:
+        assert r["identical_to_greedy"] is True and r["differing_from_greedy"] == 0
+        greedy = next(g for g in _rows(report, ["greedy"]) if g["batch"] == r["batch"])
+        assert r["bleu"] == pytest.approx(greedy["bleu"])
+
+
+def test_table_printed_with_all_modes(bench_run):
+    _, report, stdout = bench_run
+    header = next(line for line in stdout.splitlines() if line.startswith("| mode"))
+    for col in ("BLEU", "sent/s", "ms/sent", "x greedy", "x beam5", "tok/iter", "ideal x greedy",
+                "identical", "peak MB"):
+        assert col in header
+    table_rows = [line for line in stdout.splitlines() if line.startswith("| ") and "---" not in line]
+    modes = FAIRSEQ_MODES + (CT2_MODES if HAVE_CT2 else [])
+    for mode in modes:
+        for batch in (1, 4):
+            assert any(line.startswith(f"| {mode} | {batch} |") for line in table_rows), (mode, batch)
+    assert "drafter %" in stdout  # --profile
+
+
+def test_ctranslate2_peer(bench_run):
+    pytest.importorskip("ctranslate2")
+    out, report, _ = bench_run
+    rows = _rows(report, CT2_MODES)
+    assert {(r["mode"], r["batch"]) for r in rows} == {(m, b) for m in CT2_MODES for b in (1, 4)}
+    assert report["machine"]["ctranslate2"]
+    assert (out / "ct2_verifier" / "model.bin").is_file()
+    # the same verifier, the same post-processing: CTranslate2's greedy search finds (nearly)
+    # the same translations as fairseq's
+    for r in _rows(report, ["ct2_greedy"]):
+        assert r["differing_from_greedy"] <= 2
+
+
+# ---------------------------------------------------------------------- bad input
+def test_batch_sizes_parse():
+    assert benchmark.parse_batch_sizes("32,1,8") == [1, 8, 32]
+    for bad in ("1,x", "", "0,4", "-1"):
+        with pytest.raises(Exception, match="--batch-sizes"):
+            benchmark.parse_batch_sizes(bad)
+
+
+def test_bad_arguments_exit_with_usage(capsys, tmp_path):
+    base = ["--data", str(tmp_path), "--verifier", str(tmp_path / "v.pt")]
+    for extra, message in ((["--batch-sizes", "1,eight"], "--batch-sizes"),
+                           (["--modes", "greedy,turbo"], "unknown mode")):
+        with pytest.raises(SystemExit) as exc:
+            benchmark.main(base + extra)
+        assert exc.value.code == 2
+        assert message in capsys.readouterr().err
+
+
+def test_missing_files_are_clear_errors(tmp_path, demo_data, tiny_verifier):
+    data, verifier = str(demo_data["bin"]), str(tiny_verifier)
+    cases = [
+        (["--data", str(tmp_path / "nope"), "--verifier", verifier], "no such directory"),
+        (["--data", data, "--verifier", str(tmp_path / "v.pt")], "--verifier"),
+        (["--data", data, "--verifier", verifier], "--drafter is required"),
+        (["--data", data, "--verifier", verifier, "--drafter", str(tmp_path / "d.pt")], "--drafter"),
+        (["--data", data, "--verifier", verifier, "--modes", "greedy", "--subset", "nosuch"], "--subset"),
+        (["--data", data, "--verifier", verifier, "--modes", "greedy", "-s", "fr", "-t", "de"], "dict.fr.txt"),
+    ]
+    for argv, message in cases:
+        with pytest.raises(benchmark.BenchmarkError, match=message):
+            benchmark.main(argv)
+
+
+def test_cli_main_reports_errors_without_traceback(monkeypatch, tmp_path):
+    monkeypatch.setattr("sys.argv", ["specdec-benchmark", "--data", str(tmp_path / "nope"), "--verifier", "v.pt"])
+    with pytest.raises(SystemExit) as exc:
+        benchmark.cli_main()
+    assert "specdec-benchmark: error:" in str(exc.value.code) and "no such directory" in str(exc.value.code)
