@@ -14,10 +14,10 @@ INSTALL_REQUIRES = [
     "sacrebleu>=2.0",
 ]
 
+BENCH_REQUIRE = ["matplotlib>=3.5", "ctranslate2>=4.0"]  # plots; the CTranslate2 peer
 EXTRAS_REQUIRE = {
-    "test": ["pytest>=7"],
-    "bench": ["matplotlib>=3.5"],
-    "ctranslate2": ["ctranslate2>=4.0"],
+    "bench": BENCH_REQUIRE,
+    "test": ["pytest>=7", *BENCH_REQUIRE],
 }
 
 setup(

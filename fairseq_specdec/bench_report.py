@@ -190,14 +190,18 @@ def _json_default(value):
     return str(value)
 
 
-def write_outputs(report: Dict, out_dir: str, plots: bool = True) -> List[str]:
+def write_outputs(report: Dict, out_dir: str, text: str, plots: bool = True) -> List[str]:
+    """benchmark.json, table.md (the printed text) and the plots; returns their paths. The JSON
+    lists the files by name, relative to ``out_dir``, so the folder can be moved."""
     os.makedirs(out_dir, exist_ok=True)
-    files = [os.path.join(out_dir, "benchmark.json")]
+    files = [os.path.join(out_dir, "benchmark.json"), os.path.join(out_dir, "table.md")]
+    with open(files[1], "w", encoding="utf-8") as f:
+        f.write(text + "\n")
     if plots:
         files += [plot_speedup(report, os.path.join(out_dir, "speedup.png")),
                   plot_accepted(report, os.path.join(out_dir, "accepted_hist.png"))]
     with open(files[0], "w", encoding="utf-8") as f:
-        json.dump({**report, "files": files}, f, indent=2, default=_json_default)
+        json.dump({**report, "files": [os.path.basename(p) for p in files]}, f, indent=2, default=_json_default)
     return files
 
 

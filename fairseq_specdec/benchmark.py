@@ -88,7 +88,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--fp16", action="store_true", help="half precision (CUDA only)")
     p.add_argument("--ctranslate2", choices=("auto", "on", "off"), default="auto",
                    help="ct2_* modes: auto = when ctranslate2 is importable")
-    p.add_argument("--out-dir", help="write benchmark.json, speedup.png, accepted_hist.png here")
+    p.add_argument("--out-dir", help="write benchmark.json, table.md, speedup.png, accepted_hist.png here")
     p.add_argument("--no-plots", action="store_true", help="with --out-dir: skip the PNG plots")
     p.add_argument("--profile", action="store_true", help="print drafter/verifier/other time split at batch 1")
     p.add_argument("--quiet", action="store_true", help="only warnings from fairseq's loggers")
@@ -351,12 +351,12 @@ def _run(args, argv) -> dict:
     command = sys.argv if argv is None else ["specdec-benchmark", *argv]
     report = bench_report.build_report(args, modes, per_bs, dataset, task, src, tgt, command,
                                        ct2_version=ct2.version if ct2 is not None else None)
-    print(bench_report.markdown_table(report))
+    text = bench_report.markdown_table(report)
     if args.profile:
-        print()
-        print(bench_report.profile_table(report))
+        text += "\n\n" + bench_report.profile_table(report)
+    print(text)
     if args.out_dir:
-        report["files"] = bench_report.write_outputs(report, args.out_dir, plots=not args.no_plots)
+        report["files"] = bench_report.write_outputs(report, args.out_dir, text, plots=not args.no_plots)
     return report
 
 

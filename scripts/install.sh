@@ -13,7 +13,7 @@ if ! "$PYTHON" -c "import torch" 2>/dev/null; then
   "$PYTHON" -m pip install -q "torch==${TORCH_VERSION:-2.13.0}" ${TORCH_INDEX_URL:+--index-url "$TORCH_INDEX_URL"}
 fi
 modules="fairseq sacremoses subword_nmt sacrebleu"
-case ",$EXTRAS," in *,test,*) modules="$modules pytest matplotlib" ;; esac
+case ",$EXTRAS," in *,test,*) modules="$modules pytest matplotlib ctranslate2" ;; esac
 imports=$(echo "$modules" | sed 's/ /, /g')
 if ! "$PYTHON" -m pip show -q fairseq-specdec >/dev/null 2>&1 \
    || ! "$PYTHON" -c "import $imports" >/dev/null 2>&1; then

@@ -42,6 +42,8 @@ def test_outputs_written(bench_run):
         assert data["machine"][key] not in (None, "")
     assert data["machine"]["torch_threads"] == 1
     assert data["command"][0] == "specdec-benchmark"
+    assert set(data["files"]) == {"benchmark.json", "table.md", "speedup.png", "accepted_hist.png"}
+    assert "| specdec | 1 |" in (out / "table.md").read_text()
     for png in ("speedup.png", "accepted_hist.png"):
         path = out / png
         assert path.is_file() and path.stat().st_size > 1000
@@ -96,10 +98,10 @@ def test_ctranslate2_peer(bench_run):
     assert {(r["mode"], r["batch"]) for r in rows} == {(m, b) for m in CT2_MODES for b in (1, 4)}
     assert report["machine"]["ctranslate2"]
     assert (out / "ct2_verifier" / "model.bin").is_file()
-    # the same verifier, the same post-processing: CTranslate2's greedy search finds (nearly)
-    # the same translations as fairseq's
+    # the same verifier, the same post-processing: CTranslate2's greedy search finds the same
+    # translations as fairseq's, up to near-ties that other matrix kernels may break otherwise
     for r in _rows(report, ["ct2_greedy"]):
-        assert r["differing_from_greedy"] <= 2
+        assert r["differing_from_greedy"] <= r["sentences"] // 4
 
 
 # ---------------------------------------------------------------------- bad input

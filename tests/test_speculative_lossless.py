@@ -56,7 +56,7 @@ def batches(task, batch_size, limit=None):
     dataset = task.dataset("test")
     itr = task.get_batch_iterator(
         dataset=dataset, max_sentences=batch_size,
-        max_positions=(1024, 1024), ignore_invalid_inputs=False,
+        max_positions=(1024, 1024), ignore_invalid_inputs=False, disable_iterator_cache=True,
     ).next_epoch_itr(shuffle=False)
     out = []
     seen = 0
