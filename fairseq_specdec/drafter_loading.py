@@ -4,7 +4,7 @@ import os
 from argparse import Namespace
 
 from fairseq import checkpoint_utils
-from fairseq.data import Dictionary
+from fairseq.data import Dictionary, data_utils
 
 from fairseq_specdec.models.specdec_drafter import SpecDrafterModel
 
@@ -28,9 +28,15 @@ def _drafter_dictionary_file(state):
     """The target dictionary the drafter was trained with, if its data folder is still there."""
     task_cfg = (state.get("cfg") or {}).get("task") or {}
     data, tgt = task_cfg.get("data"), task_cfg.get("target_lang")
-    if not data or not tgt:
+    if not data:
         return None
-    path = os.path.join(str(data).split(":")[0], f"dict.{tgt}.txt")
+    folder = str(data).split(":")[0]
+    if not tgt and os.path.isdir(folder):
+        # trained without --target-lang: fairseq inferred the pair from the data folder's files
+        tgt = data_utils.infer_language_pair(folder)[1]
+    if not tgt:
+        return None
+    path = os.path.join(folder, f"dict.{tgt}.txt")
     return path if os.path.isfile(path) else None
 
 

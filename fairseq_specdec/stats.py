@@ -20,6 +20,7 @@ class DecodingStats:
     accepted_drafts: int = 0  # drafted tokens the verifier accepted
     accepted_histogram: List[int] = field(default_factory=list)  # [n] = iterations that accepted n drafts
     seconds: Dict[str, float] = field(default_factory=lambda: {"drafter": 0.0, "verifier": 0.0, "other": 0.0})
+    profile: bool = True  # time the parts; on CUDA this synchronizes the device around each part
 
     def record_iteration(self, num_accepted: torch.Tensor, num_committed: torch.Tensor) -> None:
         """One iteration of a batch: accepted drafts and committed tokens per active sentence."""
@@ -35,6 +36,9 @@ class DecodingStats:
     @contextmanager
     def timed(self, part: str, device: torch.device):
         """Add the wall time of the block to ``part``; synchronizes CUDA so the split is real."""
+        if not self.profile:
+            yield
+            return
         if device.type == "cuda":
             torch.cuda.synchronize(device)
         start = time.perf_counter()

@@ -18,7 +18,7 @@ for ((i = 0; i < SHARDS; i++)); do
   is_done "distill: translate training shard $((i + 1))/$SHARDS with beam $BEAM" "$out" || run_to "$out" \
     fairseq-generate "$DATA" --user-dir "$USER_DIR" --path "$VERIFIER" --gen-subset train \
       --source-lang "$SRC" --target-lang "$TGT" --beam "$BEAM" --max-tokens "$MAX_TOKENS" --required-batch-size-multiple 1 \
-      --num-shards "$SHARDS" --shard-id "$i" --skip-invalid-size-inputs-valid-test ${GEN_FLAGS:-}
+      --distributed-world-size "$SHARDS" --distributed-rank "$i" --skip-invalid-size-inputs-valid-test ${GEN_FLAGS:-}
 done
 
 is_done "distill: restore corpus order" "$OUT/text/train.$TGT" || {

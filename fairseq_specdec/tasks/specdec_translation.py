@@ -100,6 +100,14 @@ class SpecDecTranslationTask(TranslationTask):
         generator = torch.Generator().manual_seed(self.cfg.seed + int(sample["id"].min()))
         return super().valid_step(self.block_sample(sample, generator), model, criterion)
 
+    def max_positions(self):
+        """Without a drafter to decode with (drafter training, drafter-only decoding), the
+        drafter's decoder reads a target prefix plus k queries: targets must leave room for k."""
+        max_source, max_target = super().max_positions()
+        if self.cfg.drafter_path is None:
+            max_target -= self.cfg.block_size
+        return max_source, max_target
+
     # ------------------------------------------------------------------ decoding
     def build_generator(self, models, args, seq_gen_cls=None, extra_gen_cls_kwargs=None,
                         prefix_allowed_tokens_fn=None):
