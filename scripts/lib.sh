@@ -6,19 +6,29 @@
 
 log() { printf '\n==> %s\n' "$*" >&2; }
 
+# print arguments so that the printed command can be pasted back into a shell
+show_command() {
+  local a q="'"
+  printf '+' >&2
+  for a in "$@"; do
+    if [[ $a =~ ^[A-Za-z0-9_,.:/=@%+-]+$ ]]; then printf ' %s' "$a" >&2
+    else printf " '%s'" "${a//$q/$q\\$q$q}" >&2; fi
+  done
+}
+
 run() {
-  printf '+' >&2; printf ' %q' "$@" >&2; printf '\n' >&2
+  show_command "$@"; printf '\n' >&2
   if [ "${DRY_RUN:-0}" != 1 ]; then "$@"; fi
 }
 
 # run_to OUT CMD...: run CMD with stdout to OUT.tmp, then move it to OUT.
 run_to() {
   local out=$1; shift
-  printf '+' >&2; printf ' %q' "$@" >&2; printf ' > %q\n' "$out" >&2
+  show_command "$@"; printf ' > %s\n' "$out" >&2
   if [ "${DRY_RUN:-0}" != 1 ]; then "$@" > "$out.tmp" && mv "$out.tmp" "$out"; fi
 }
 
-# done_or NAME OUT: true (and a message) when OUT already exists, so the step is skipped.
+# is_done NAME OUT: true (and a message) when OUT already exists, so the step is skipped.
 is_done() {
   if [ -e "$2" ]; then log "$1: done already ($2 exists), skipping"; return 0; fi
   log "$1"; return 1

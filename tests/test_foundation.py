@@ -10,7 +10,7 @@ import torch
 from packaging.markers import Marker
 from packaging.requirements import Requirement
 
-from conftest import REPO, USER_DIR, run
+from conftest import REPO, TINY_MODEL, TRAIN_OPTS, USER_DIR, run
 
 TORCH_WEIGHTS_ONLY_DEFAULT = tuple(int(x) for x in torch.__version__.split(".")[:2]) >= (2, 6)
 
@@ -79,12 +79,9 @@ def test_stock_fairseq_fails_without_plugin(demo_data, tiny_verifier):
 def test_train_restores_from_checkpoint(demo_data, tiny_verifier, tmp_path):
     save = tmp_path / "resume"
     save.mkdir()
-    proc = run(["fairseq-train", demo_data["bin"], "--user-dir", USER_DIR, "--arch", "transformer",
-                "--encoder-layers", "2", "--decoder-layers", "2", "--encoder-embed-dim", "64",
-                "--decoder-embed-dim", "64", "--encoder-ffn-embed-dim", "128", "--decoder-ffn-embed-dim", "128",
-                "--encoder-attention-heads", "4", "--decoder-attention-heads", "4", "--share-all-embeddings",
-                "--optimizer", "adam", "--lr", "1e-3", "--max-tokens", "2048", "--max-update", "305",
-                "--restore-file", tiny_verifier, "--save-dir", save, "--no-progress-bar", "--no-epoch-checkpoints"])
+    proc = run(["fairseq-train", demo_data["bin"], "--user-dir", USER_DIR, "--arch", "transformer", *TINY_MODEL,
+                *TRAIN_OPTS, "--criterion", "label_smoothed_cross_entropy", "--label-smoothing", "0.1",
+                "--max-update", "305", "--restore-file", tiny_verifier, "--save-dir", save])
     assert "num_updates 305" in proc.stderr + proc.stdout
     assert (save / "checkpoint_last.pt").exists()
 

@@ -150,6 +150,17 @@ class SpecDecTranslationTask(TranslationTask):
         return drafter
 
     def log_stats_at_exit(self):
+        """fairseq-generate/-interactive have no end-of-run hook: summarize at exit."""
         if not self._stats_logged_at_exit:
-            atexit.register(self.decoding_stats.log)
+            atexit.register(log_quietly, self.decoding_stats)
             self._stats_logged_at_exit = True
+
+
+def log_quietly(stats: DecodingStats) -> None:
+    """Log the summary; at interpreter exit a host (pytest, a notebook) may have closed the
+    log's stream already, and a failed best-effort summary must not print a traceback."""
+    raise_exceptions, logging.raiseExceptions = logging.raiseExceptions, False
+    try:
+        stats.log()
+    finally:
+        logging.raiseExceptions = raise_exceptions
