@@ -252,6 +252,19 @@ def test_init_from_verifier_copies_the_encoder(demo_data, tiny_verifier):
     assert names and all(torch.equal(own[n], verifier[n]) for n in names)
 
 
+def test_init_decoder_from_verifier_copies_the_top_decoder_layers(demo_data, tiny_verifier):
+    one_layer = [*TINY_MODEL, "--decoder-layers", "1"]  # the verifier has 2: its layer 1 becomes layer 0
+    model = build_drafter_model(demo_data, [*one_layer, "--init-from-verifier", str(tiny_verifier),
+                                            "--init-decoder-from-verifier"])
+    verifier = checkpoint_utils.load_checkpoint_to_cpu(str(tiny_verifier))["model"]
+    own = model.state_dict()
+    top = {n.replace("decoder.layers.1.", "decoder.layers.0."): t for n, t in verifier.items()
+           if n.startswith("decoder.layers.1.")}
+    assert top and all(torch.equal(own[n], t) for n, t in top.items())
+    plain = build_drafter_model(demo_data, [*one_layer, "--init-from-verifier", str(tiny_verifier)])
+    assert not torch.equal(plain.state_dict()["decoder.layers.0.fc1.weight"], top["decoder.layers.0.fc1.weight"])
+
+
 # ---------------------------------------------------------------- fairseq-interactive
 
 def interactive(demo_data, verifier, extra, text):

@@ -35,6 +35,9 @@ class SpecDrafterModel(TransformerModel):
                             help="initialize weights as in BERT (normal(0, 0.02)) before any verifier init")
         parser.add_argument("--init-from-verifier", type=str, metavar="PATH",
                             help="start the encoder (and shared embeddings) from this verifier checkpoint")
+        parser.add_argument("--init-decoder-from-verifier", action="store_true",
+                            help="with --init-from-verifier, also start the decoder layers from the verifier's "
+                                 "top decoder layers (same widths needed)")
 
     @classmethod
     def build_model(cls, args, task):
@@ -63,13 +66,16 @@ class SpecDrafterModel(TransformerModel):
             state = checkpoint_utils.load_checkpoint_to_cpu(path)
         except FileNotFoundError:
             raise VerifierInitError(f"--init-from-verifier: no checkpoint at {path!r}") from None
-        verifier = state["model"]
+        verifier = dict(state["model"])
+        if self.args.init_decoder_from_verifier:
+            verifier.update(top_decoder_layers(verifier, self.args.decoder_layers))
         own = self.state_dict()
-        wanted = [n for n in verifier if n.startswith("encoder.") or n == "decoder.embed_tokens.weight"]
+        wanted = [n for n in verifier if n.startswith("encoder.") or n == "decoder.embed_tokens.weight"
+                  or (self.args.init_decoder_from_verifier and n.startswith("decoder.layers."))]
         copied = []
         for name in wanted:
             if name not in own:
-                if name.startswith("encoder.layers."):
+                if name.startswith(("encoder.layers.", "decoder.layers.")):
                     continue  # a verifier layer deeper than this drafter's encoder
                 raise VerifierInitError(f"--init-from-verifier {path}: the drafter has no parameter {name}")
             if own[name].shape != verifier[name].shape:
@@ -89,12 +95,30 @@ class SpecDrafterModel(TransformerModel):
         )
 
 
+def top_decoder_layers(verifier_state, num_layers: int):
+    """The verifier's top ``num_layers`` decoder layers renamed as layers 0..num_layers-1."""
+    prefix = "decoder.layers."
+    depth = 1 + max(int(n[len(prefix):].split(".")[0]) for n in verifier_state if n.startswith(prefix))
+    if depth < num_layers:
+        raise VerifierInitError(
+            f"--init-decoder-from-verifier: the verifier has {depth} decoder layers, the drafter {num_layers}")
+    renamed = {}
+    for name, tensor in verifier_state.items():
+        if name.startswith(prefix):
+            index, rest = name[len(prefix):].split(".", 1)
+            target = int(index) - (depth - num_layers)
+            if target >= 0:
+                renamed[f"{prefix}{target}.{rest}"] = tensor
+    return renamed
+
+
 @register_model_architecture("specdec_drafter", "specdec_drafter")
 def drafter_architecture(args):
     args.decoder_layers = getattr(args, "decoder_layers", 2)
     args.src_embedding_copy = getattr(args, "src_embedding_copy", False)
     args.apply_bert_init = getattr(args, "apply_bert_init", False)
     args.init_from_verifier = getattr(args, "init_from_verifier", None)
+    args.init_decoder_from_verifier = getattr(args, "init_decoder_from_verifier", False)
     base_architecture(args)
 
 
