@@ -42,9 +42,14 @@ bash "$REPO_ROOT/scripts/train_drafter.sh" "$WORK/distill/bin" "$WORK/drafter" "
 DRAFTER=$WORK/drafter/checkpoint_last.pt
 
 log "7/7 decode the test set four ways at batch size 1 (CPU)"
-is_done "benchmark" "$WORK/results/benchmark.json" || run "$PYTHON" -m fairseq_specdec.benchmark \
-  --data "$DATA" --verifier "$VERIFIER" --drafter "$DRAFTER" --block-size "$DEMO_BLOCK_SIZE" \
-  --batch-sizes 1 --modes greedy,beam5,specdec,specdec_relaxed --repeats "$DEMO_BENCH_REPEATS" --warmup 1 \
-  --max-sentences "$DEMO_BENCH_SENTENCES" --out-dir "$WORK/results.tmp" && run mv "$WORK/results.tmp" "$WORK/results"
+limit=()
+[ "$DEMO_BENCH_SENTENCES" -gt 0 ] && limit=(--max-sentences "$DEMO_BENCH_SENTENCES")
+is_done "benchmark" "$WORK/results/benchmark.json" || {
+  run "$PYTHON" -m fairseq_specdec.benchmark \
+    --data "$DATA" --verifier "$VERIFIER" --drafter "$DRAFTER" --block-size "$DEMO_BLOCK_SIZE" \
+    --batch-sizes 1 --modes greedy,beam5,specdec,specdec_relaxed --repeats "$DEMO_BENCH_REPEATS" --warmup 1 \
+    "${limit[@]}" --out-dir "$WORK/results.tmp"
+  run mv "$WORK/results.tmp" "$WORK/results"
+}
 cat "$WORK/results/table.md" 2>/dev/null || true
 log "demo finished in $((SECONDS - start)) s; outputs in $WORK"

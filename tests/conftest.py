@@ -25,6 +25,18 @@ TRAIN_OPTS = [
 ]
 
 
+@pytest.fixture(autouse=True, scope="session")
+def one_torch_thread():
+    """In-process decoding on one thread: steadier when another job shares the cores,
+    and enough for the tiny models."""
+    import torch
+
+    old = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(old)
+
+
 def run(cmd, **kwargs):
     """Run a command; on failure show its output."""
     # one thread: the tiny models gain nothing from more, and parallel jobs do not fight

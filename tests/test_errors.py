@@ -27,13 +27,6 @@ from fairseq_specdec.models.specdec_drafter import VerifierInitError  # noqa: E4
 K = 5
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    old = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(old)
-
 
 def cli(cmd, stdin=None):
     env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONUNBUFFERED": "1"}

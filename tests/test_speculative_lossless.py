@@ -164,15 +164,6 @@ def oracle_counts(lengths, k):
 
 # ---------------------------------------------------------------- fixtures
 
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    """Tiny models decode faster on one thread, and much more steadily when a training job
-    shares the cores (spinning OpenMP threads stall each other)."""
-    old = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(old)
-
 
 @pytest.fixture(scope="module")
 def verifier_setup(demo_data, tiny_verifier):

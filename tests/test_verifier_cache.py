@@ -53,14 +53,6 @@ CYCLES = [
 K = 5
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    """One thread: steadier when a training job shares the cores, and enough for tiny models."""
-    old = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(old)
-
 
 def load_trained(demo_data, path):
     models, _cfg, task = checkpoint_utils.load_model_ensemble_and_task(
