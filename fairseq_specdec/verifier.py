@@ -53,8 +53,10 @@ class BlockVerifier:
         needed = int(abs_positions.max()) + 1
         table = self._position_table
         if table is None or table.size(1) < needed or table.device != abs_positions.device:
-            limit = embed_positions.max_positions if hasattr(embed_positions, "max_positions") else needed
-            length = max(needed, min(2 * needed, limit)) if limit is not None else needed
+            # learned positions end at max_positions; drafts past it lie beyond the maximum
+            # output length and are never committed, so they may share the last position
+            limit = getattr(embed_positions, "max_positions", None) or 2 * needed
+            length = min(2 * needed, limit)
             dummy = torch.full((1, length), self.decoder.padding_idx + 1, dtype=torch.long, device=abs_positions.device)
             table = embed_positions(dummy)  # 1 x L x C, row j = position j of a sentence
             self._position_table = table
