@@ -30,7 +30,7 @@ from fairseq.data import BaseWrapperDataset
 from fairseq.data.data_utils import infer_language_pair
 from fairseq.sequence_generator import SequenceGenerator
 from fairseq_specdec import bench_ct2, bench_report
-from fairseq_specdec.drafter_loading import load_drafter
+from fairseq_specdec.drafter_loading import load_drafter, place_like
 from fairseq_specdec.drafters import NARDrafter
 from fairseq_specdec.models.specdec_drafter import SpecDrafterModel
 from fairseq_specdec.speculative_generator import SpeculativeGenerator
@@ -173,8 +173,7 @@ def load_setup(args, src: str, tgt: str):
             drafter = load_drafter(args.drafter, task)
         except ValueError as err:  # DrafterCheckpointError names the task's flag
             raise BenchmarkError(str(err).replace("--drafter-path", "--drafter")) from err
-        param = next(model.parameters())
-        drafter = drafter.to(device=param.device, dtype=param.dtype).eval()
+        drafter = place_like(drafter, model)
     return task, model, drafter
 
 

@@ -79,6 +79,12 @@ def load_drafter(path: str, task) -> SpecDrafterModel:
     return models[0]
 
 
+def place_like(drafter, verifier):
+    """The drafter on the verifier's device and dtype, in eval mode."""
+    param = next(verifier.parameters())
+    return drafter.to(device=param.device, dtype=param.dtype).eval()
+
+
 UNSUPPORTED = {
     "sampling": "--sampling",
     "diverse_beam_groups": "--diverse-beam-groups",

@@ -12,7 +12,7 @@ from fairseq.tasks.translation import TranslationConfig, TranslationTask
 
 from fairseq_specdec.blocks import make_block_batch, sample_cut_points
 from fairseq_specdec.drafter_generator import DrafterGenerator
-from fairseq_specdec.drafter_loading import check_generation_options, load_drafter
+from fairseq_specdec.drafter_loading import check_generation_options, load_drafter, place_like
 from fairseq_specdec.drafters import NARDrafter
 from fairseq_specdec.models.specdec_drafter import SpecDrafterModel
 from fairseq_specdec.speculative_generator import SpeculativeGenerator
@@ -144,10 +144,7 @@ class SpecDecTranslationTask(TranslationTask):
         path = self.cfg.drafter_path
         if path not in self._drafters:
             self._drafters[path] = load_drafter(path, self)
-        param = next(verifier.parameters())
-        drafter = self._drafters[path].to(device=param.device, dtype=param.dtype)
-        drafter.eval()
-        return drafter
+        return place_like(self._drafters[path], verifier)
 
     def log_stats_at_exit(self):
         """fairseq-generate/-interactive have no end-of-run hook: summarize at exit."""
