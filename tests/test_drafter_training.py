@@ -121,3 +121,52 @@ def test_drafter_only_decoding_round_trip(demo_data, training):
     assert sorted(hyps) == list(range(NUM_TEST))
     assert sum(1 for _, toks in hyps.values() if toks.strip()) > 0.9 * NUM_TEST
     assert all(score <= 0 for score, _ in hyps.values())
+
+
+def free_port() -> int:
+    import socket
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def test_distributed_data_parallel_training_on_cpu(demo_data, tmp_path):
+    """fairseq's own data-parallel training (two processes over torch.distributed, gloo on
+    CPU) trains the drafter: both ranks join, gradients are reduced over both ranks' batches
+    (the logged batch size is the sum of the two), and rank 0 saves the checkpoint."""
+    def train(save, world_size, port):
+        common = ["fairseq-train", demo_data["bin"], "--user-dir", USER_DIR, "--task", "specdec_translation",
+                  "--arch", "specdec_drafter_tiny", *TINY_MODEL, "--criterion", "specdec_glancing",
+                  "--block-size", "5", *option(TRAIN_OPTS, "--max-tokens", "512"), "--max-update", "3",
+                  "--log-interval", "1", "--disable-validation", "--cpu",
+                  "--save-dir", save]
+        if world_size == 1:
+            proc = cli(common)
+            return [proc.stdout + proc.stderr]
+        env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONUNBUFFERED": "1"}
+        procs = [subprocess.Popen(
+            [str(c) for c in common] + [
+                "--distributed-world-size", "2", "--distributed-rank", str(rank), "--distributed-no-spawn",
+                "--distributed-init-method", f"tcp://127.0.0.1:{port}", "--distributed-backend", "gloo",
+                "--ddp-backend", "legacy_ddp"],
+            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env) for rank in range(2)]
+        logs = [p.communicate(timeout=300)[0] for p in procs]
+        for rank, (p, log) in enumerate(zip(procs, logs)):
+            assert p.returncode == 0, f"rank {rank} failed:\n{log[-5000:]}"
+        return logs
+
+    def batch_sizes(log):
+        return [float(re.search(r"bsz=([\d.]+)", line).group(1))
+                for line in log.splitlines() if "| train_inner |" in line]
+
+    single = train(tmp_path / "single", 1, None)[0]
+    logs = train(tmp_path / "ddp", 2, free_port())
+    assert "initialized host" in logs[0] and "as rank 1" in logs[1]
+    state = torch.load(tmp_path / "ddp" / "checkpoint_last.pt", map_location="cpu", weights_only=False)
+    assert state["optimizer_history"][-1]["num_updates"] == 3
+    # same --max-tokens per process: each update of the pair sees about twice the sentences
+    ddp_bsz, single_bsz = batch_sizes(logs[0]), batch_sizes(single)
+    assert len(ddp_bsz) == len(single_bsz) == 3
+    ratio = sum(ddp_bsz) / sum(single_bsz)
+    assert 1.5 < ratio < 2.5, (ddp_bsz, single_bsz)
