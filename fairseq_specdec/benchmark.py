@@ -28,19 +28,15 @@ import fairseq_specdec  # noqa: F401  (registers the task; allow-lists checkpoin
 from fairseq import checkpoint_utils, tasks, utils
 from fairseq.data import BaseWrapperDataset
 from fairseq.data.data_utils import infer_language_pair
-from fairseq.sequence_generator import SequenceGenerator
 from fairseq_specdec import bench_ct2, bench_report
+from fairseq_specdec.bench_decoders import (
+    DEFAULT_MODES, MODES, NEEDS_DRAFTER, ORACLE_MODES, SPECDEC_MODES, known_outputs, make_decoder)
 from fairseq_specdec.drafter_loading import load_drafter, place_like
-from fairseq_specdec.drafters import NARDrafter
 from fairseq_specdec.models.specdec_drafter import SpecDrafterModel
-from fairseq_specdec.speculative_generator import SpeculativeGenerator
 from fairseq_specdec.stats import DecodingStats
 
 logger = logging.getLogger("fairseq_specdec.benchmark")
 
-MODES = ("greedy", "beam5", "specdec", "specdec_relaxed", "ct2_greedy", "ct2_beam5")
-SPECDEC_MODES = ("specdec", "specdec_relaxed")
-BEAMS = {"greedy": 1, "beam5": 5, "ct2_greedy": 1, "ct2_beam5": 5}
 
 
 class BenchmarkError(Exception):
@@ -75,7 +71,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--subset", default="test")
     p.add_argument("--max-sentences", type=int, help="only the first N sentences of the subset")
     p.add_argument("--batch-sizes", type=parse_batch_sizes, default=[1, 8, 32], help="default 1,8,32")
-    p.add_argument("--modes", type=parse_modes, default=list(MODES), help=f"subset of {','.join(MODES)}")
+    p.add_argument("--modes", type=parse_modes, default=list(DEFAULT_MODES),
+                   help=f"subset of {','.join(MODES)}; default all but the {' and '.join(ORACLE_MODES)} bounds")
+    p.add_argument("--bounds", action="store_true",
+                   help=f"add the {' and '.join(ORACLE_MODES)} modes: SpecDec with perfect drafts, with and "
+                        f"without the drafter's cost (see bench_decoders)")
     p.add_argument("--block-size", type=int, default=25, help="k drafted tokens per iteration")
     p.add_argument("--beta", type=int, default=3, help="specdec_relaxed: top-beta acceptance")
     p.add_argument("--tau", type=float, default=1.0, help="specdec_relaxed: log-prob tolerance")
@@ -126,7 +126,7 @@ def _check_args(args) -> None:
         raise BenchmarkError(f"--device {args.device}: CUDA is not available")
     if args.fp16 and not args.device.startswith("cuda"):
         raise BenchmarkError("--fp16 needs --device cuda")
-    if any(m in SPECDEC_MODES for m in args.modes):
+    if any(m in NEEDS_DRAFTER for m in args.modes):
         if not args.drafter:
             raise BenchmarkError("--drafter is required for the specdec modes (or leave them out with --modes)")
         if not os.path.isfile(args.drafter):
@@ -168,7 +168,7 @@ def load_setup(args, src: str, tgt: str):
         model = model.half()
     model.eval()
     drafter = None
-    if any(m in SPECDEC_MODES for m in args.modes):
+    if any(m in NEEDS_DRAFTER for m in args.modes):
         try:
             drafter = load_drafter(args.drafter, task)
         except ValueError as err:  # DrafterCheckpointError names the task's flag
@@ -190,38 +190,6 @@ def make_batches(task, model, dataset, batch_size: int, device) -> List[dict]:
     if device.type == "cuda":
         batches = [utils.move_to_cuda(b, device=device) for b in batches]
     return batches
-
-
-class FairseqDecoder:
-    """One fairseq generator (stock or speculative) over a list of batches."""
-
-    def __init__(self, generator, model):
-        self.generator, self.models = generator, [model]
-
-    def prepare(self, batches):
-        return batches
-
-    def run(self, batches):
-        return [self.generator.generate(self.models, sample) for sample in batches]
-
-    def tokens(self, raw, batches) -> Dict[int, List[int]]:
-        out = {}
-        for hypos, sample in zip(raw, batches):
-            for i, sid in enumerate(sample["id"].tolist()):
-                out[sid] = hypos[i][0]["tokens"].tolist()
-        return out
-
-
-def make_decoder(mode: str, args, model, drafter, tgt_dict, stats: Optional[DecodingStats], ct2=None):
-    opts = dict(max_len_a=args.max_len_a, max_len_b=args.max_len_b)
-    if mode in SPECDEC_MODES:
-        beta, tau = (1, 1.0) if mode == "specdec" else (args.beta, args.tau)
-        gen = SpeculativeGenerator([model], tgt_dict, NARDrafter(drafter, tgt_dict), block_size=args.block_size,
-                                   beta=beta, tau=tau, stats=stats, **opts)
-        return FairseqDecoder(gen, model)
-    if mode.startswith("ct2_"):
-        return bench_ct2.CT2Decoder(ct2, BEAMS[mode], opts, model.max_decoder_positions())
-    return FairseqDecoder(SequenceGenerator([model], tgt_dict, beam_size=BEAMS[mode], **opts), model)
 
 
 def timed_pass(decoder, inputs, device):
@@ -250,8 +218,13 @@ def benchmark_batch_size(args, bs, modes, setup, dataset, ct2) -> Dict[str, dict
     batches = make_batches(task, model, dataset, bs, device)
     # timing the parts synchronizes CUDA every iteration: only when the profile is asked for
     stats = {m: DecodingStats(profile=args.profile) for m in modes if m in SPECDEC_MODES}
-    warm = {m: make_decoder(m, args, model, drafter, tgt_dict, DecodingStats(profile=False), ct2) for m in modes}
-    measured = {m: make_decoder(m, args, model, drafter, tgt_dict, stats.get(m), ct2) for m in modes}
+    known = None
+    if any(m in ORACLE_MODES for m in modes):  # what the oracle drafts: greedy's outputs at this batch size
+        greedy = make_decoder("greedy", args, model, drafter, tgt_dict, None)
+        known = known_outputs(timed_pass(greedy, batches, device)[1], batches, tgt_dict.pad())
+    warm = {m: make_decoder(m, args, model, drafter, tgt_dict, DecodingStats(profile=False), ct2, known)
+            for m in modes}
+    measured = {m: make_decoder(m, args, model, drafter, tgt_dict, stats.get(m), ct2, known) for m in modes}
     inputs = {m: measured[m].prepare(batches) for m in modes}
     times = {m: [] for m in modes}
     peaks = {m: 0.0 for m in modes}
@@ -314,6 +287,8 @@ def main(argv: Optional[List[str]] = None, configure_logging: bool = False) -> d
     torch's thread count back as it found it.
     """
     args = build_parser().parse_args(argv)
+    if args.bounds:
+        args.modes = [m for m in MODES if m in args.modes or m in ORACLE_MODES]
     if configure_logging:
         _setup_logging(args.quiet)
     _check_args(args)

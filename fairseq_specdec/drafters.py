@@ -1,29 +1,53 @@
 """Drafters: whatever proposes k candidate tokens for a batch of committed prefixes.
 
 Proposing and verifying are separate roles. The speculative generator only needs
-``start`` (once per batch), ``select`` (when finished sentences leave the batch) and
+``start`` (once per batch, given the verifier's encoder output too), ``select`` (when finished sentences leave the batch) and
 ``propose``; any object with these three methods can draft, the Spec-Drafter below
 being the one the paper trains.
 """
-from typing import Any, Dict
+from typing import Any, Dict, List, Tuple
 
 import torch
 from torch import Tensor
+
+
+def same_encoder(a, b) -> bool:
+    """Whether two fairseq Transformer encoders compute the same function: same class and
+    layer layout, equal parameters and buffers (on the same device and dtype)."""
+    if type(a) is not type(b) or len(a.layers) != len(b.layers) or a.embed_scale != b.embed_scale:
+        return False
+    if type(a.embed_positions) is not type(b.embed_positions):
+        return False
+    if any(x.normalize_before != y.normalize_before for x, y in zip(a.layers, b.layers)):
+        return False
+    mine, theirs = a.state_dict(), b.state_dict()
+    if mine.keys() != theirs.keys():
+        return False
+    return all(
+        t.shape == theirs[n].shape and t.dtype == theirs[n].dtype and t.device == theirs[n].device
+        and torch.equal(t, theirs[n])
+        for n, t in mine.items()
+    )
 
 
 class NARDrafter:
     """Drafts with a trained Spec-Drafter (``specdec_drafter`` model): one decoder
     forward over prefix + k [MASK] queries, argmax per query position."""
 
-    def __init__(self, model, tgt_dict):
+    def __init__(self, model, tgt_dict, verifier=None):
         self.model = model
+        # a drafter trained with --share-verifier-encoder has the verifier's encoder: reuse its output
+        self.reuses_verifier_encoder = verifier is not None and same_encoder(model.encoder, verifier.encoder)
         # tokens a draft may never hold: specials, and the filler symbols fairseq-preprocess
         # adds to round the dictionary size (madeupword0000, ...)
         fillers = {i for i, sym in enumerate(tgt_dict.symbols) if sym.startswith("madeupword")}
         self.forbidden = torch.tensor(sorted({tgt_dict.pad(), tgt_dict.bos(), tgt_dict.unk()} | fillers))
 
-    def start(self, net_input: Dict[str, Tensor]) -> Any:
-        """Encode the source once per batch; the result is this drafter's state."""
+    def start(self, net_input: Dict[str, Tensor], verifier_encoder_out=None) -> Any:
+        """Encode the source once per batch; the result is this drafter's state. When the
+        drafter's encoder is the verifier's, ``verifier_encoder_out`` is reused instead."""
+        if self.reuses_verifier_encoder and verifier_encoder_out is not None:
+            return verifier_encoder_out
         src_len, limit = net_input["src_tokens"].size(1), self.model.encoder.max_positions()
         if src_len > limit:
             raise ValueError(
@@ -50,3 +74,43 @@ class NARDrafter:
         logits = self.model.decoder(prefix, encoder_out, block_size)  # B x k x V
         logits[..., self.forbidden.to(logits.device)] = float("-inf")
         return torch.log_softmax(logits.float(), dim=-1)
+
+
+class OracleDrafter:
+    """Drafts a continuation known in advance (the verifier's own greedy output), so that
+    every draft is accepted: SpecDec's speed limit with a perfect drafter. With ``cost``
+    (another drafter) that drafter runs too and its proposals are thrown away, so the
+    limit includes the real drafting cost; without it drafting is free.
+
+    ``known`` maps a source (its tokens without padding, as a tuple) to the target tokens
+    (ending with eos) that the drafts are read from.
+    """
+
+    def __init__(self, known: Dict[Tuple[int, ...], List[int]], pad: int, eos: int, cost=None):
+        self.known, self.pad, self.eos, self.cost = known, pad, eos, cost
+
+    def start(self, net_input: Dict[str, Tensor], verifier_encoder_out=None) -> Any:
+        targets = []
+        for row in net_input["src_tokens"]:
+            source = tuple(row[row.ne(self.pad)].tolist())
+            if source not in self.known:
+                raise KeyError(f"OracleDrafter: no known output for the source {list(source)[:12]}...")
+            targets.append(self.known[source])
+        cost_state = self.cost.start(net_input, verifier_encoder_out) if self.cost is not None else None
+        return targets, cost_state
+
+    def select(self, state: Any, rows: Tensor) -> Any:
+        targets, cost_state = state
+        kept = [targets[i] for i in rows.tolist()]
+        return kept, (self.cost.select(cost_state, rows) if self.cost is not None else None)
+
+    def max_positions(self) -> int:
+        return self.cost.max_positions() if self.cost is not None else 1 << 30
+
+    def propose(self, state: Any, prefix: Tensor, block_size: int) -> Tensor:
+        targets, cost_state = state
+        if self.cost is not None:
+            self.cost.propose(cost_state, prefix, block_size)  # paid for, not used
+        done = (prefix.ne(self.pad).sum(1) - 1).tolist()  # committed tokens after the BOS
+        rows = [(t[d : d + block_size] + [self.eos] * block_size)[:block_size] for t, d in zip(targets, done)]
+        return torch.tensor(rows, dtype=torch.long, device=prefix.device)

@@ -55,7 +55,7 @@ class SpeculativeGenerator(BlockwiseGenerator):
         with stats.timed("verifier", device):
             encoder_out = verifier_model.encoder.forward_torchscript(net_input)
         with stats.timed("drafter", device):
-            drafter_state = self.drafter.start(net_input)
+            drafter_state = self.drafter.start(net_input, verifier_encoder_out=encoder_out)
         attentions = self.verifier.self_attention_modules()
         incremental_state = {}
         active = torch.arange(committed.tokens.size(0), device=device)

@@ -41,13 +41,14 @@ bash "$REPO_ROOT/scripts/train_drafter.sh" "$WORK/distill/bin" "$WORK/drafter" "
   ${DEMO_DRAFTER_UPDATES:+--max-update "$DEMO_DRAFTER_UPDATES"}
 DRAFTER=$WORK/drafter/checkpoint_last.pt
 
-log "7/7 decode the test set four ways at batch size 1 (CPU)"
+log "7/7 decode the test set four ways (and the perfect-draft bounds) at batch sizes $DEMO_BENCH_BATCH_SIZES (CPU)"
 limit=()
 [ "$DEMO_BENCH_SENTENCES" -gt 0 ] && limit=(--max-sentences "$DEMO_BENCH_SENTENCES")
 is_done "benchmark" "$WORK/results/benchmark.json" || {
   run "$PYTHON" -m fairseq_specdec.benchmark \
     --data "$DATA" --verifier "$VERIFIER" --drafter "$DRAFTER" --block-size "$DEMO_BLOCK_SIZE" \
-    --batch-sizes 1 --modes greedy,beam5,specdec,specdec_relaxed --repeats "$DEMO_BENCH_REPEATS" --warmup 1 \
+    --batch-sizes "$DEMO_BENCH_BATCH_SIZES" --modes greedy,beam5,specdec,specdec_relaxed --bounds \
+    --repeats "$DEMO_BENCH_REPEATS" --warmup 1 \
     "${limit[@]}" --out-dir "$WORK/results.tmp"
   run mv "$WORK/results.tmp" "$WORK/results"
 }

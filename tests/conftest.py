@@ -84,6 +84,13 @@ def tiny_drafter(demo_data, tiny_verifier):
 
 
 @pytest.fixture(scope="session")
+def shared_encoder_drafter(demo_data, tiny_verifier):
+    """A tiny Spec-Drafter trained for 100 updates on the verifier's frozen encoder."""
+    return train_drafter(demo_data["bin"], demo_data["root"] / "drafter_shared", 100,
+                         ["--init-from-verifier", tiny_verifier, "--share-verifier-encoder"])
+
+
+@pytest.fixture(scope="session")
 def untrained_drafter(demo_data):
     """A Spec-Drafter checkpoint saved after a single update: its drafts are close to random."""
     return train_drafter(demo_data["bin"], demo_data["root"] / "drafter0", 1)

@@ -21,7 +21,7 @@ def bench_run(demo_data, tiny_verifier, tiny_drafter, tmp_path_factory):
     out = tmp_path_factory.mktemp("bench")
     argv = ["--data", str(demo_data["bin"]), "--verifier", str(tiny_verifier), "--drafter", str(tiny_drafter),
             "--max-sentences", "24", "--batch-sizes", "1,4", "--repeats", "1", "--warmup", "0",
-            "--block-size", "5", "--threads", "1", "--profile", "--out-dir", str(out),
+            "--block-size", "5", "--threads", "1", "--profile", "--bounds", "--out-dir", str(out),
             "--ctranslate2", "on" if HAVE_CT2 else "off"]
     buf = io.StringIO()  # capsys is function-scoped
     with contextlib.redirect_stdout(buf):
@@ -75,6 +75,26 @@ def test_lossless_specdec_identical_to_greedy(bench_run):
         assert r["identical_to_greedy"] is True and r["differing_from_greedy"] == 0
         greedy = next(g for g in _rows(report, ["greedy"]) if g["batch"] == r["batch"])
         assert r["bleu"] == pytest.approx(greedy["bleu"])
+
+
+def test_bounds_accept_every_draft(bench_run):
+    """The oracle rows (--bounds): greedy's output drafted, so the output is greedy's and every
+    iteration commits k+1 tokens or ends its sentence; drafting is free in the _free row."""
+    _, report, _ = bench_run
+    rows = _rows(report, ["specdec_oracle", "specdec_oracle_free"])
+    assert {(r["mode"], r["batch"]) for r in rows} == {(m, b) for m in ("specdec_oracle", "specdec_oracle_free")
+                                                       for b in (1, 4)}
+    for r in rows:
+        assert r["identical_to_greedy"] is True
+        real = next(s for s in _rows(report, ["specdec"]) if s["batch"] == r["batch"])
+        assert r["tok_per_iter"] > real["tok_per_iter"]
+        assert r["iterations_per_sentence"] < real["iterations_per_sentence"]
+        hist = r["accepted_histogram"]  # index n: iterations that accepted n drafts (k = 5)
+        assert sum(hist[:5]) <= r["sentences"] * r["passes"]  # only a sentence's last iteration
+    for r in _rows(report, ["specdec_oracle_free"]):
+        if r["batch"] == 1:
+            paid = next(s for s in _rows(report, ["specdec_oracle"]) if s["batch"] == 1)
+            assert r["seconds_per_pass"]["drafter"] < 0.5 * paid["seconds_per_pass"]["drafter"]
 
 
 def test_table_printed_with_all_modes(bench_run):

@@ -170,3 +170,15 @@ def test_distributed_data_parallel_training_on_cpu(demo_data, tmp_path):
     assert len(ddp_bsz) == len(single_bsz) == 3
     ratio = sum(ddp_bsz) / sum(single_bsz)
     assert 1.5 < ratio < 2.5, (ddp_bsz, single_bsz)
+
+
+def test_share_verifier_encoder_keeps_it_through_training(shared_encoder_drafter, tiny_verifier):
+    """fairseq-train with --share-verifier-encoder updates the decoder and leaves the encoder
+    (and the shared embeddings) exactly the verifier's, so SpecDec can reuse its output."""
+    drafter = torch.load(shared_encoder_drafter, map_location="cpu", weights_only=False)
+    verifier = torch.load(tiny_verifier, map_location="cpu", weights_only=False)["model"]
+    assert drafter["optimizer_history"][-1]["num_updates"] == 100
+    own = drafter["model"]
+    encoder = [n for n in verifier if n.startswith("encoder.")]
+    assert encoder and all(torch.equal(own[n], verifier[n]) for n in encoder)
+    assert torch.equal(own["decoder.embed_tokens.weight"], verifier["decoder.embed_tokens.weight"])

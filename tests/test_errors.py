@@ -315,3 +315,24 @@ def test_interactive_empty_and_overlong_lines_like_stock(demo_data, tiny_verifie
         assert msg in stock.stderr and msg in spec.stderr
         errors = [[line for line in p.stderr.splitlines() if line.startswith("Exception:")] for p in (stock, spec)]
         assert errors[0] == errors[1] and len(errors[0]) == 1
+
+
+def test_share_verifier_encoder_needs_the_verifier(demo_data):
+    with pytest.raises(ValueError, match="--share-verifier-encoder .*--init-from-verifier PATH"):
+        build_drafter_model(demo_data, [*TINY_MODEL, "--share-verifier-encoder"])
+
+
+def test_share_verifier_encoder_needs_the_verifiers_depth(demo_data, tiny_verifier):
+    deeper = [*TINY_MODEL, "--encoder-layers", "3"]  # the verifier has 2
+    with pytest.raises(VerifierInitError, match="encoder must be the verifier's.*encoder.layers.2"):
+        build_drafter_model(demo_data, [*deeper, "--init-from-verifier", str(tiny_verifier),
+                                        "--share-verifier-encoder"])
+
+
+def test_share_verifier_encoder_freezes_only_the_encoder(demo_data, tiny_verifier):
+    model = build_drafter_model(demo_data, [*TINY_MODEL, "--init-from-verifier", str(tiny_verifier),
+                                            "--share-verifier-encoder"])
+    frozen = {n for n, p in model.named_parameters() if not p.requires_grad}
+    assert frozen and all(n.startswith("encoder.") for n in frozen)
+    assert model.encoder.embed_tokens is model.decoder.embed_tokens  # --share-all-embeddings: frozen too
+    assert model.decoder.mask_embedding.requires_grad and model.decoder.layers[0].fc1.weight.requires_grad

@@ -38,12 +38,18 @@ class SpecDrafterModel(TransformerModel):
         parser.add_argument("--init-decoder-from-verifier", action="store_true",
                             help="with --init-from-verifier, also start the decoder layers from the verifier's "
                                  "top decoder layers (same widths needed)")
+        parser.add_argument("--share-verifier-encoder", action="store_true",
+                            help="with --init-from-verifier, keep the verifier's encoder (and embeddings) frozen: "
+                                 "training skips the encoder's backward pass, and SpecDec reuses the verifier's "
+                                 "encoder output instead of encoding each source twice")
 
     @classmethod
     def build_model(cls, args, task):
         model = super().build_model(args, task)
         if args.apply_bert_init:
             model.apply(init_bert_params)
+        if args.share_verifier_encoder:
+            model.encoder.requires_grad_(False)  # embeddings too: shared ones are the encoder's
         return model
 
     @classmethod
@@ -88,6 +94,10 @@ class SpecDrafterModel(TransformerModel):
             own[name] = verifier[name]
             copied.append(name)
         kept = sorted(n for n in own if n.startswith("encoder.") and n not in verifier)
+        if self.args.share_verifier_encoder and kept:
+            raise VerifierInitError(
+                f"--share-verifier-encoder: the drafter's encoder must be the verifier's, but the verifier "
+                f"{path} has no {kept[0]} ({len(kept)} such parameters): use the verifier's --encoder-layers")
         self.load_state_dict(own)
         logger.info(
             f"initialized {len(copied)} drafter parameters from verifier {path}; "
@@ -119,6 +129,7 @@ def drafter_architecture(args):
     args.apply_bert_init = getattr(args, "apply_bert_init", False)
     args.init_from_verifier = getattr(args, "init_from_verifier", None)
     args.init_decoder_from_verifier = getattr(args, "init_decoder_from_verifier", False)
+    args.share_verifier_encoder = getattr(args, "share_verifier_encoder", False)
     base_architecture(args)
 
 

@@ -66,8 +66,12 @@ class SpecDecTranslationTask(TranslationTask):
     # ------------------------------------------------------------------ training
     def build_model(self, cfg, from_checkpoint=False):
         model = super().build_model(cfg, from_checkpoint)
-        if isinstance(model, SpecDrafterModel) and cfg.init_from_verifier and not from_checkpoint:
-            model.init_from_verifier(cfg.init_from_verifier)
+        if isinstance(model, SpecDrafterModel) and not from_checkpoint:
+            if cfg.share_verifier_encoder and not cfg.init_from_verifier:
+                raise ValueError("--share-verifier-encoder keeps the verifier's encoder: give the verifier "
+                                 "checkpoint with --init-from-verifier PATH")
+            if cfg.init_from_verifier:
+                model.init_from_verifier(cfg.init_from_verifier)
         return model
 
     def block_sample(self, sample, generator: torch.Generator):
@@ -121,9 +125,9 @@ class SpecDecTranslationTask(TranslationTask):
         check_generation_options(args, prefix_allowed_tokens_fn, what="SpecDec")
         if args.beam != 1:
             logger.info(f"SpecDec keeps one hypothesis per sentence (greedy verification); --beam {args.beam} is not used")
-        drafter = self.drafter_for(models[0])
+        drafter = NARDrafter(self.drafter_for(models[0]), self.target_dictionary, verifier=models[0])
         self.log_stats_at_exit()
-        return SpeculativeGenerator(models, self.target_dictionary, NARDrafter(drafter, self.target_dictionary),
+        return SpeculativeGenerator(models, self.target_dictionary, drafter,
                                     block_size=self.cfg.block_size, beta=self.cfg.beta, tau=self.cfg.tau,
                                     stats=self.decoding_stats, **self.search_options(args))
 

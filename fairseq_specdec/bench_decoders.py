@@ -1,0 +1,74 @@
+"""The benchmark's decoding modes: which exist, and one decoder object per mode.
+
+Besides fairseq's greedy and beam search, SpecDec (lossless and relaxed) and the
+CTranslate2 peer, two *bound* modes measure SpecDec's limit on the machine at hand: the
+drafter is replaced by an oracle that drafts greedy's own output, so every draft is
+accepted. ``specdec_oracle`` still runs the real drafter (and throws its drafts away):
+the speed a perfect drafter of the same cost would reach. ``specdec_oracle_free`` drafts
+for free: what verification alone costs.
+"""
+from typing import Dict, List, Optional, Tuple
+
+from fairseq.sequence_generator import SequenceGenerator
+
+from fairseq_specdec import bench_ct2
+from fairseq_specdec.drafters import NARDrafter, OracleDrafter
+from fairseq_specdec.speculative_generator import SpeculativeGenerator
+from fairseq_specdec.stats import DecodingStats
+
+ORACLE_MODES = ("specdec_oracle", "specdec_oracle_free")
+SPECDEC_MODES = ("specdec", "specdec_relaxed") + ORACLE_MODES
+MODES = ("greedy", "beam5", "specdec", "specdec_relaxed", *ORACLE_MODES, "ct2_greedy", "ct2_beam5")
+DEFAULT_MODES = tuple(m for m in MODES if m not in ORACLE_MODES)
+NEEDS_DRAFTER = ("specdec", "specdec_relaxed", "specdec_oracle")
+BEAMS = {"greedy": 1, "beam5": 5, "ct2_greedy": 1, "ct2_beam5": 5}
+
+KnownOutputs = Dict[Tuple[int, ...], List[int]]  # unpadded source tokens -> greedy's tokens
+
+
+class FairseqDecoder:
+    """One fairseq generator (stock or speculative) over a list of batches."""
+
+    def __init__(self, generator, model):
+        self.generator, self.models = generator, [model]
+
+    def prepare(self, batches):
+        return batches
+
+    def run(self, batches):
+        return [self.generator.generate(self.models, sample) for sample in batches]
+
+    def tokens(self, raw, batches) -> Dict[int, List[int]]:
+        out = {}
+        for hypos, sample in zip(raw, batches):
+            for i, sid in enumerate(sample["id"].tolist()):
+                out[sid] = hypos[i][0]["tokens"].tolist()
+        return out
+
+
+def known_outputs(raw, batches, pad: int) -> KnownOutputs:
+    """What the oracle drafts from: each source's output in a ``FairseqDecoder`` run."""
+    known = {}
+    for hypos, sample in zip(raw, batches):
+        for i, row in enumerate(sample["net_input"]["src_tokens"]):
+            known[tuple(row[row.ne(pad)].tolist())] = hypos[i][0]["tokens"].tolist()
+    return known
+
+
+def make_decoder(mode: str, args, model, drafter, tgt_dict, stats: Optional[DecodingStats], ct2=None,
+                 known: Optional[KnownOutputs] = None):
+    """The decoder of ``mode``; the oracle modes need ``known`` (greedy's outputs)."""
+    opts = dict(max_len_a=args.max_len_a, max_len_b=args.max_len_b)
+    if mode in SPECDEC_MODES:
+        beta, tau = (args.beta, args.tau) if mode == "specdec_relaxed" else (1, 1.0)
+        proposer = NARDrafter(drafter, tgt_dict, verifier=model) if mode in NEEDS_DRAFTER else None
+        if mode in ORACLE_MODES:
+            if known is None:
+                raise ValueError(f"mode {mode} drafts greedy's outputs: pass them as known=")
+            proposer = OracleDrafter(known, tgt_dict.pad(), tgt_dict.eos(), cost=proposer)
+        gen = SpeculativeGenerator([model], tgt_dict, proposer, block_size=args.block_size,
+                                   beta=beta, tau=tau, stats=stats, **opts)
+        return FairseqDecoder(gen, model)
+    if mode.startswith("ct2_"):
+        return bench_ct2.CT2Decoder(ct2, BEAMS[mode], opts, model.max_decoder_positions())
+    return FairseqDecoder(SequenceGenerator([model], tgt_dict, beam_size=BEAMS[mode], **opts), model)
