@@ -7,7 +7,9 @@ median time of the repeats is reported, with BLEU, speedups, acceptance and memo
     python -m fairseq_specdec.benchmark --data BIN --verifier V.pt --drafter D.pt \
         --batch-sizes 1,8,32 --out-dir bench/
 
-See ``bench_report`` for the outputs (markdown table, benchmark.json, PNG plots) and
+``--bounds`` adds SpecDec with perfect drafts (``bench_decoders``): how fast it would be if
+the drafter were always right, with and without the drafter's cost. See ``bench_report``
+for the outputs (markdown table, benchmark.json, PNG plots) and
 ``bench_ct2`` for the CTranslate2 peer.
 """
 import argparse

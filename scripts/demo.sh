@@ -2,7 +2,8 @@
 # The main job: the whole SpecDec pipeline on the embedded demo corpus, on CPU.
 #   1 generate the demo corpus      2 tokenize, BPE, binarize      3 train the verifier
 #   4 verifier BLEU (greedy, beam 5) 5 distill the training set    6 train the drafter
-#   7 decode the test set four ways (greedy, beam 5, SpecDec lossless, SpecDec relaxed)
+#   7 decode the test set four ways (greedy, beam 5, SpecDec lossless, SpecDec relaxed), plus
+#     SpecDec with perfect drafts (the bounds), at batch sizes 1, 8, 32
 # Run it again to resume: finished steps are skipped. WORK (default work/demo) holds
 # everything; sizes live in configs/demo.env. SKIP_INSTALL=1 skips the install step.
 set -euo pipefail
