@@ -12,6 +12,13 @@ source "$(dirname "$0")/lib.sh"
 DATA=$1 BPE=$2 VERIFIER=$3 OUT=$4 SRC=$5 TGT=$6
 BEAM=${BEAM:-5} SHARDS=${SHARDS:-4} MAX_TOKENS=${MAX_TOKENS:-8000}
 run mkdir -p "$OUT/gen"
+# every shard needs at least one batch (fairseq-generate fails on an empty shard): a small
+# training set gets fewer shards; the estimate (source tokens / MAX_TOKENS) errs low
+batches=$(( ($(wc -w < "$BPE/train.$SRC") + MAX_TOKENS - 1) / MAX_TOKENS ))
+if (( batches < SHARDS )); then
+  log "distill: $batches batch(es) of $MAX_TOKENS tokens: $((batches > 0 ? batches : 1)) shard(s) instead of $SHARDS"
+  SHARDS=$((batches > 0 ? batches : 1))
+fi
 
 for ((i = 0; i < SHARDS; i++)); do
   out="$OUT/gen/shard$i.txt"

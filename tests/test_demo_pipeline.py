@@ -7,10 +7,12 @@ import subprocess
 
 from conftest import REPO
 
+# 4-update models rarely emit eos: every sentence runs to fairseq's 200-token limit, so each
+# decoding step (BLEU, distillation, benchmark) is kept to a handful of sentences
 SMALL = {
-    "DEMO_TRAIN": "600", "DEMO_VALID": "40", "DEMO_TEST": "40", "DEMO_BPE_MERGES": "300",
-    "DEMO_VERIFIER_UPDATES": "4", "DEMO_DRAFTER_UPDATES": "4", "DEMO_BENCH_SENTENCES": "12",
-    "DEMO_BENCH_BATCH_SIZES": "1,4",  # 4-update models rarely stop before --max-len-b: keep decoding short
+    "DEMO_TRAIN": "300", "DEMO_VALID": "20", "DEMO_TEST": "20", "DEMO_BPE_MERGES": "300",
+    "DEMO_VERIFIER_UPDATES": "4", "DEMO_DRAFTER_UPDATES": "4", "DEMO_BENCH_SENTENCES": "4",
+    "DEMO_BENCH_BATCH_SIZES": "1,3",
 }
 
 
@@ -35,7 +37,7 @@ def test_demo_pipeline_runs_and_resumes(tmp_path):
         assert mode in table and mode in first.stdout
     report = json.loads((work / "results" / "benchmark.json").read_text())
     modes = ("greedy", "beam5", "specdec", "specdec_relaxed", "specdec_oracle", "specdec_oracle_free")
-    assert {(r["mode"], r["batch"]) for r in report["rows"]} >= {(m, b) for m in modes for b in (1, 4)}
+    assert {(r["mode"], r["batch"]) for r in report["rows"]} >= {(m, b) for m in modes for b in (1, 3)}
     second = run_demo(work)
     assert second.stderr.count("done already") >= 6  # corpus, prep steps, training, scoring, benchmark
     assert "fairseq-train" not in second.stderr.replace("done already", "")
