@@ -12,15 +12,16 @@ from typing import Dict, List, Optional, Tuple
 from fairseq.sequence_generator import SequenceGenerator
 
 from fairseq_specdec import bench_ct2
-from fairseq_specdec.drafters import NARDrafter, OracleDrafter
+from fairseq_specdec.drafters import NARDrafter, OracleDrafter, source_key
 from fairseq_specdec.speculative_generator import SpeculativeGenerator
 from fairseq_specdec.stats import DecodingStats
 
+DRAFTED_MODES = ("specdec", "specdec_relaxed")  # SpecDec with the trained drafter's drafts
 ORACLE_MODES = ("specdec_oracle", "specdec_oracle_free")
-SPECDEC_MODES = ("specdec", "specdec_relaxed") + ORACLE_MODES
-MODES = ("greedy", "beam5", "specdec", "specdec_relaxed", *ORACLE_MODES, "ct2_greedy", "ct2_beam5")
+SPECDEC_MODES = DRAFTED_MODES + ORACLE_MODES
+MODES = ("greedy", "beam5", *SPECDEC_MODES, "ct2_greedy", "ct2_beam5")
 DEFAULT_MODES = tuple(m for m in MODES if m not in ORACLE_MODES)
-NEEDS_DRAFTER = ("specdec", "specdec_relaxed", "specdec_oracle")
+NEEDS_DRAFTER = DRAFTED_MODES + ("specdec_oracle",)
 BEAMS = {"greedy": 1, "beam5": 5, "ct2_greedy": 1, "ct2_beam5": 5}
 
 KnownOutputs = Dict[Tuple[int, ...], List[int]]  # unpadded source tokens -> greedy's tokens
@@ -51,7 +52,7 @@ def known_outputs(raw, batches, pad: int) -> KnownOutputs:
     known = {}
     for hypos, sample in zip(raw, batches):
         for i, row in enumerate(sample["net_input"]["src_tokens"]):
-            known[tuple(row[row.ne(pad)].tolist())] = hypos[i][0]["tokens"].tolist()
+            known[source_key(row, pad)] = hypos[i][0]["tokens"].tolist()
     return known
 
 

@@ -76,6 +76,11 @@ class NARDrafter:
         return torch.log_softmax(logits.float(), dim=-1)
 
 
+def source_key(src_row: Tensor, pad: int) -> Tuple[int, ...]:
+    """A source sentence as a hashable key: its tokens without padding."""
+    return tuple(src_row[src_row.ne(pad)].tolist())
+
+
 class OracleDrafter:
     """Drafts a continuation known in advance (the verifier's own greedy output), so that
     every draft is accepted: SpecDec's speed limit with a perfect drafter. With ``cost``
@@ -92,7 +97,7 @@ class OracleDrafter:
     def start(self, net_input: Dict[str, Tensor], verifier_encoder_out=None) -> Any:
         targets = []
         for row in net_input["src_tokens"]:
-            source = tuple(row[row.ne(self.pad)].tolist())
+            source = source_key(row, self.pad)
             if source not in self.known:
                 raise KeyError(f"OracleDrafter: no known output for the source {list(source)[:12]}...")
             targets.append(self.known[source])
