@@ -210,6 +210,8 @@ def test_task_generator_equals_greedy(request, demo_data, tiny_verifier, samples
     assert isinstance(generator.drafter, NARDrafter) and generator.beta == 1
     # only the drafter trained with --share-verifier-encoder skips its own encoder pass
     assert generator.drafter.reuses_verifier_encoder == (which == "shared_encoder_drafter")
+    # the hub builds a generator per call: the drafting side (and its encoder check) is built once
+    assert task.build_generator(models, cfg.generation).drafter is generator.drafter
     got = decode(generator, models, samples[batch_size])
     assert_same_tokens(got, greedy_out[batch_size])
     stats = task.decoding_stats

@@ -61,6 +61,7 @@ class SpecDecTranslationTask(TranslationTask):
             raise ValueError("--eval-bleu is not available with specdec_translation; validation reports block accuracy")
         self.decoding_stats = DecodingStats()
         self._drafters = {}
+        self._proposer = None  # (verifier, NARDrafter) of the last build_generator
         self._stats_logged_at_exit = False
 
     # ------------------------------------------------------------------ training
@@ -125,9 +126,8 @@ class SpecDecTranslationTask(TranslationTask):
         check_generation_options(args, prefix_allowed_tokens_fn, what="SpecDec")
         if args.beam != 1:
             logger.info(f"SpecDec keeps one hypothesis per sentence (greedy verification); --beam {args.beam} is not used")
-        drafter = NARDrafter(self.drafter_for(models[0]), self.target_dictionary, verifier=models[0])
         self.log_stats_at_exit()
-        return SpeculativeGenerator(models, self.target_dictionary, drafter,
+        return SpeculativeGenerator(models, self.target_dictionary, self.proposer_for(models[0]),
                                     block_size=self.cfg.block_size, beta=self.cfg.beta, tau=self.cfg.tau,
                                     stats=self.decoding_stats, **self.search_options(args))
 
@@ -149,6 +149,18 @@ class SpecDecTranslationTask(TranslationTask):
         if path not in self._drafters:
             self._drafters[path] = load_drafter(path, self)
         return place_like(self._drafters[path], verifier)
+
+    def proposer_for(self, verifier) -> NARDrafter:
+        """The drafting side for this verifier, built once: fairseq's hub builds a generator
+        for every ``translate`` call, and deciding whether the drafter may reuse the
+        verifier's encoder compares every encoder tensor. The cache holds the verifier
+        itself, so a new verifier object never inherits another one's decision (and the
+        decision only steers drafting: beta=1 output is greedy's either way)."""
+        drafter = self.drafter_for(verifier)  # placed like the verifier, which moves both together
+        cached = self._proposer
+        if cached is None or cached[0] is not verifier or cached[1].model is not drafter:
+            self._proposer = (verifier, NARDrafter(drafter, self.target_dictionary, verifier=verifier))
+        return self._proposer[1]
 
     def log_stats_at_exit(self):
         """fairseq-generate/-interactive have no end-of-run hook: summarize at exit."""
