@@ -15,9 +15,10 @@ run mkdir -p "$OUT/gen"
 # every shard needs at least one batch (fairseq-generate fails on an empty shard): a small
 # training set gets fewer shards; the estimate (source tokens / MAX_TOKENS) errs low
 batches=$(( ($(wc -w < "$BPE/train.$SRC") + MAX_TOKENS - 1) / MAX_TOKENS ))
+(( batches > 0 )) || batches=1
 if (( batches < SHARDS )); then
-  log "distill: $batches batch(es) of $MAX_TOKENS tokens: $((batches > 0 ? batches : 1)) shard(s) instead of $SHARDS"
-  SHARDS=$((batches > 0 ? batches : 1))
+  log "distill: about $batches batch(es) of $MAX_TOKENS tokens: $batches shard(s) instead of $SHARDS"
+  SHARDS=$batches
 fi
 
 for ((i = 0; i < SHARDS; i++)); do
