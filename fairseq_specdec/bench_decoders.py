@@ -12,7 +12,7 @@ from typing import Dict, List, Optional, Tuple
 from fairseq.sequence_generator import SequenceGenerator
 
 from fairseq_specdec import bench_ct2
-from fairseq_specdec.drafters import NARDrafter, OracleDrafter, source_key
+from fairseq_specdec.drafters import OracleDrafter, make_proposer, source_key
 from fairseq_specdec.speculative_generator import SpeculativeGenerator
 from fairseq_specdec.stats import DecodingStats
 
@@ -62,7 +62,7 @@ def make_decoder(mode: str, args, model, drafter, tgt_dict, stats: Optional[Deco
     opts = dict(max_len_a=args.max_len_a, max_len_b=args.max_len_b)
     if mode in SPECDEC_MODES:
         beta, tau = (args.beta, args.tau) if mode == "specdec_relaxed" else (1, 1.0)
-        proposer = NARDrafter(drafter, tgt_dict, verifier=model) if mode in NEEDS_DRAFTER else None
+        proposer = make_proposer(drafter, tgt_dict, model) if mode in NEEDS_DRAFTER else None
         if mode in ORACLE_MODES:
             if known is None:
                 raise ValueError(f"mode {mode} drafts greedy's outputs: pass them as known=")

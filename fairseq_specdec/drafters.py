@@ -1,9 +1,12 @@
 """Drafters: whatever proposes k candidate tokens for a batch of committed prefixes.
 
-Proposing and verifying are separate roles. The speculative generator only needs
-``start`` (once per batch, given the verifier's encoder output too), ``select`` (when finished sentences leave the batch) and
-``propose``; any object with these three methods can draft, the Spec-Drafter below
-being the one the paper trains.
+Proposing and verifying are separate roles. The speculative generator calls ``start``
+(once per batch, given the verifier's encoder output too), ``propose`` (k drafts per
+row), ``observe`` (the verifier's top-layer states of the tokens just committed, which a
+drafter may read instead of re-reading the prefix), ``select`` (when finished sentences
+leave the batch) and ``max_positions``; any object with these methods can draft. The
+Spec-Drafter below is the one the paper trains; ``feature_drafting.FeatureDrafter``
+reads the verifier's states.
 """
 from typing import Any, Dict, List, Tuple
 
@@ -30,6 +33,13 @@ def same_encoder(a, b) -> bool:
     )
 
 
+def forbidden_tokens(tgt_dict) -> Tensor:
+    """Tokens a draft may never hold: specials, and the filler symbols fairseq-preprocess
+    adds to round the dictionary size (madeupword0000, ...)."""
+    fillers = {i for i, sym in enumerate(tgt_dict.symbols) if sym.startswith("madeupword")}
+    return torch.tensor(sorted({tgt_dict.pad(), tgt_dict.bos(), tgt_dict.unk()} | fillers))
+
+
 class NARDrafter:
     """Drafts with a trained Spec-Drafter (``specdec_drafter`` model): one decoder
     forward over prefix + k [MASK] queries, argmax per query position."""
@@ -38,10 +48,7 @@ class NARDrafter:
         self.model = model
         # a drafter trained with --share-verifier-encoder has the verifier's encoder: reuse its output
         self.reuses_verifier_encoder = verifier is not None and same_encoder(model.encoder, verifier.encoder)
-        # tokens a draft may never hold: specials, and the filler symbols fairseq-preprocess
-        # adds to round the dictionary size (madeupword0000, ...)
-        fillers = {i for i, sym in enumerate(tgt_dict.symbols) if sym.startswith("madeupword")}
-        self.forbidden = torch.tensor(sorted({tgt_dict.pad(), tgt_dict.bos(), tgt_dict.unk()} | fillers))
+        self.forbidden = forbidden_tokens(tgt_dict)
 
     def start(self, net_input: Dict[str, Tensor], verifier_encoder_out=None) -> Any:
         """Encode the source once per batch; the result is this drafter's state. When the
@@ -60,6 +67,10 @@ class NARDrafter:
     def select(self, encoder_out: Any, rows: Tensor) -> Any:
         """Keep only ``rows`` of the batch (unfinished sentences)."""
         return self.model.encoder.reorder_encoder_out(encoder_out, rows)
+
+    def observe(self, encoder_out: Any, states: Tensor, tokens: Tensor, counts: Tensor) -> Any:
+        """Verification's states of the newly committed tokens: not used by this drafter."""
+        return encoder_out
 
     def max_positions(self) -> int:
         """The longest decoder input (prefix + queries) the drafter's positions can hold."""
@@ -109,6 +120,12 @@ class OracleDrafter:
         kept = [targets[i] for i in rows.tolist()]
         return kept, (self.cost.select(cost_state, rows) if self.cost is not None else None)
 
+    def observe(self, state: Any, states: Tensor, tokens: Tensor, counts: Tensor) -> Any:
+        targets, cost_state = state
+        if self.cost is not None:
+            cost_state = self.cost.observe(cost_state, states, tokens, counts)
+        return targets, cost_state
+
     def max_positions(self) -> int:
         return self.cost.max_positions() if self.cost is not None else 1 << 30
 
@@ -119,3 +136,13 @@ class OracleDrafter:
         done = (prefix.ne(self.pad).sum(1) - 1).tolist()  # committed tokens after the BOS
         rows = [(t[d : d + block_size] + [self.eos] * block_size)[:block_size] for t, d in zip(targets, done)]
         return torch.tensor(rows, dtype=torch.long, device=prefix.device)
+
+
+def make_proposer(drafter_model, tgt_dict, verifier):
+    """The drafting side for a trained drafter checkpoint's model, next to ``verifier``."""
+    from fairseq_specdec.feature_drafting import FeatureDrafter
+    from fairseq_specdec.models.feature_drafter import SpecFeatureDrafterModel
+
+    if isinstance(drafter_model, SpecFeatureDrafterModel):
+        return FeatureDrafter(drafter_model, tgt_dict, verifier=verifier)
+    return NARDrafter(drafter_model, tgt_dict, verifier=verifier)

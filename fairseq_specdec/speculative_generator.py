@@ -70,9 +70,10 @@ class SpeculativeGenerator(BlockwiseGenerator):
             with stats.timed("verifier", device):
                 last = committed.last_token(active).unsqueeze(1)
                 positions = (committed.length[active] - 1).unsqueeze(1) + offsets[:, : drafts.size(1) + 1]
-                lprobs = self.verifier.forward_block(
-                    torch.cat([last, drafts], dim=1), positions, encoder_out, incremental_state, cache_width
-                )  # B x (k+1) x V
+                lprobs, states = self.verifier.forward_block(
+                    torch.cat([last, drafts], dim=1), positions, encoder_out, incremental_state, cache_width,
+                    return_states=True,
+                )  # B x (k+1) x V, B x (k+1) x C
             with stats.timed("other", device):
                 # the token after position p is output step p (position 0 holds the BOS)
                 self._constrain(lprobs, positions, max_len)
@@ -80,6 +81,9 @@ class SpeculativeGenerator(BlockwiseGenerator):
                 token_lprobs = lprobs.gather(2, plan.tokens.unsqueeze(-1)).squeeze(-1)
                 committed.append(active, plan.tokens, token_lprobs, plan.count)
                 stats.record_iteration(plan.num_accepted, plan.count)
+            with stats.timed("drafter", device):
+                drafter_state = self.drafter.observe(drafter_state, states, plan.tokens, plan.count)
+            with stats.timed("other", device):
                 # the cache keeps the input token and the accepted drafts: plan.count entries
                 cache_width = trim_cache(attentions, incremental_state, cache_len, cache_width, plan.count)
                 cache_len = cache_len + plan.count

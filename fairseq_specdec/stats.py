@@ -20,7 +20,7 @@ class DecodingStats:
     accepted_drafts: int = 0  # drafted tokens the verifier accepted
     accepted_histogram: List[int] = field(default_factory=list)  # [n] = iterations that accepted n drafts
     seconds: Dict[str, float] = field(default_factory=lambda: {"drafter": 0.0, "verifier": 0.0, "other": 0.0})
-    profile: bool = True  # time the parts; on CUDA this synchronizes the device around each part
+    profile: bool = False  # time the parts; on CUDA this synchronizes the device around each part
 
     def record_iteration(self, num_accepted: torch.Tensor, num_committed: torch.Tensor) -> None:
         """One iteration of a batch: accepted drafts and committed tokens per active sentence."""
@@ -63,9 +63,9 @@ class DecodingStats:
         if self.sentences == 0:
             return
         s = self.summary()
-        logger.info(
-            "SpecDec: {sentences} sentences | {mean_committed_tokens:.2f} tokens per iteration "
-            "({mean_accepted_drafts:.2f} accepted drafts + 1 verifier token) | "
-            "{iterations_per_sentence:.2f} iterations per sentence | time: drafter {drafter_seconds:.2f}s, "
-            "verifier {verifier_seconds:.2f}s, other {other_seconds:.2f}s".format(**s)
-        )
+        line = ("SpecDec: {sentences} sentences | {mean_committed_tokens:.2f} tokens per iteration "
+                "({mean_accepted_drafts:.2f} accepted drafts + 1 verifier token) | "
+                "{iterations_per_sentence:.2f} iterations per sentence")
+        if self.profile:
+            line += " | time: drafter {drafter_seconds:.2f}s, verifier {verifier_seconds:.2f}s, other {other_seconds:.2f}s"
+        logger.info(line.format(**s))

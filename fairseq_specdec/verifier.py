@@ -70,8 +70,10 @@ class BlockVerifier:
         encoder_out: Dict[str, List[Tensor]],
         incremental_state: IncrementalState,
         cache_width: int,
-    ) -> Tensor:
-        """Log-probabilities of the next token after each of ``tokens``: B x n x V (float).
+        return_states: bool = False,
+    ):
+        """Log-probabilities of the next token after each of ``tokens``: B x n x V (float),
+        and with ``return_states`` also the top-layer states they are computed from (B x n x C).
 
         Appends the n new keys/values to the cache; ``cache_width`` is the cache's current
         number of columns (0 before the first call).
@@ -105,7 +107,8 @@ class BlockVerifier:
         logits = dec.output_layer(x)
         if self.temperature != 1.0:
             logits = logits.div_(self.temperature)
-        return self.model.get_normalized_probs((logits, None), log_probs=True)
+        lprobs = self.model.get_normalized_probs((logits, None), log_probs=True)
+        return (lprobs, x) if return_states else lprobs
 
     def self_attention_modules(self):
         return [layer.self_attn for layer in self.decoder.layers]

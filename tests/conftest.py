@@ -94,3 +94,14 @@ def shared_encoder_drafter(demo_data, tiny_verifier):
 def untrained_drafter(demo_data):
     """A Spec-Drafter checkpoint saved after a single update: its drafts are close to random."""
     return train_drafter(demo_data["bin"], demo_data["root"] / "drafter0", 1)
+
+
+@pytest.fixture(scope="session")
+def feature_drafter(demo_data, tiny_verifier):
+    """A tiny feature drafter (k=5, reads the verifier's states) trained for 60 updates."""
+    save = demo_data["root"] / "drafter_feature"
+    run(["fairseq-train", demo_data["bin"], "--user-dir", USER_DIR, "--task", "specdec_translation",
+         "--arch", "specdec_drafter_feature_tiny", *TINY_MODEL, "--criterion", "specdec_feature", "--kd-weight", "0.5",
+         "--block-size", "5", *TRAIN_OPTS, "--max-update", "60", "--save-dir", save,
+         "--init-from-verifier", tiny_verifier, "--share-verifier-encoder", "--init-decoder-from-verifier"])
+    return save / "checkpoint_last.pt"

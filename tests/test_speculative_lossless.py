@@ -109,6 +109,9 @@ class ScriptedDrafter:
     def select(self, state, rows):
         return [state[i] for i in rows.tolist()]
 
+    def observe(self, state, states, tokens, counts):
+        return state
+
     def max_positions(self):
         return 100_000
 

@@ -77,7 +77,7 @@ class SpecDrafterModel(TransformerModel):
             verifier.update(top_decoder_layers(verifier, self.args.decoder_layers))
         own = self.state_dict()
         wanted = [n for n in verifier if n.startswith("encoder.") or n == "decoder.embed_tokens.weight"
-                  or (self.args.init_decoder_from_verifier and n.startswith("decoder.layers."))]
+                  or (self.args.init_decoder_from_verifier and n.startswith(("decoder.layers.", "decoder.layer_norm.")))]
         copied = []
         for name in wanted:
             if name not in own:

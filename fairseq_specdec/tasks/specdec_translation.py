@@ -11,10 +11,13 @@ from omegaconf import II
 from fairseq.tasks.translation import TranslationConfig, TranslationTask
 
 from fairseq_specdec.blocks import make_block_batch, sample_cut_points
+from fairseq_specdec.feature_blocks import pick_cuts
 from fairseq_specdec.drafter_generator import DrafterGenerator
 from fairseq_specdec.drafter_loading import check_generation_options, load_drafter, place_like
-from fairseq_specdec.drafters import NARDrafter
+from fairseq_specdec.drafters import make_proposer
+from fairseq_specdec.models.feature_drafter import SpecFeatureDrafterModel
 from fairseq_specdec.models.specdec_drafter import SpecDrafterModel
+from fairseq_specdec.verifier_features import TeacherVerifier
 from fairseq_specdec.speculative_generator import SpeculativeGenerator
 from fairseq_specdec.stats import DecodingStats
 
@@ -38,6 +41,16 @@ class SpecDecTranslationConfig(TranslationConfig):
         default=1.0,
         metadata={"help": "and only if its log-probability is within tau of the verifier's top-1 (used when beta > 1)"},
     )
+    cuts_per_target: int = field(
+        default=4,
+        metadata={"help": "feature drafter training: cut points drafted per target and batch (shared by the "
+                  "batch's targets, whose lengths fairseq's batching keeps close); 0 = every cut"},
+    )
+    specdec_profile: bool = field(
+        default=False,
+        metadata={"help": "time the drafter, the verifier and the bookkeeping separately and log the split "
+                  "(on CUDA this synchronizes the device several times per iteration)"},
+    )
     seed: int = II("common.seed")
 
 
@@ -59,10 +72,11 @@ class SpecDecTranslationTask(TranslationTask):
             raise ValueError(f"--block-size must be >= 1, got {cfg.block_size}")
         if cfg.eval_bleu:
             raise ValueError("--eval-bleu is not available with specdec_translation; validation reports block accuracy")
-        self.decoding_stats = DecodingStats()
+        self.decoding_stats = DecodingStats(profile=cfg.specdec_profile)
         self._drafters = {}
         self._proposer = None  # (verifier, NARDrafter) of the last build_generator
         self._stats_logged_at_exit = False
+        self._teacher = None  # TeacherVerifier of feature-drafter training, loaded once
 
     # ------------------------------------------------------------------ training
     def build_model(self, cfg, from_checkpoint=False):
@@ -75,8 +89,12 @@ class SpecDecTranslationTask(TranslationTask):
                 model.init_from_verifier(cfg.init_from_verifier)
         return model
 
-    def block_sample(self, sample, generator: torch.Generator):
-        """Turn a translation batch into a drafter batch: prefixes + k-token block targets."""
+    def block_sample(self, sample, generator: torch.Generator, model=None):
+        """Turn a translation batch into a drafter batch: prefixes + k-token block targets
+        (for a feature drafter: the whole target and the verifier's states over it)."""
+        model = unwrap(model)
+        if isinstance(model, SpecFeatureDrafterModel):
+            return self.feature_sample(sample, model, generator)
         target = sample["target"]
         cut = sample_cut_points(target.ne(self.tgt_dict.pad()).sum(1), generator)
         batch = make_block_batch(target, cut, self.cfg.block_size, self.tgt_dict.pad(), self.tgt_dict.eos())
@@ -97,13 +115,35 @@ class SpecDecTranslationTask(TranslationTask):
         if hasattr(criterion, "set_num_updates"):
             criterion.set_num_updates(update_num)
         generator = torch.Generator().manual_seed(self.cfg.seed * 1_000_003 + update_num)
-        return super().train_step(self.block_sample(sample, generator), model, criterion, optimizer,
+        return super().train_step(self.block_sample(sample, generator, model), model, criterion, optimizer,
                                   update_num, ignore_grad)
 
     def valid_step(self, sample, model, criterion):
         # the same cut points at every validation: the figures are comparable across epochs
         generator = torch.Generator().manual_seed(self.cfg.seed + int(sample["id"].min()))
-        return super().valid_step(self.block_sample(sample, generator), model, criterion)
+        return super().valid_step(self.block_sample(sample, generator, model), model, criterion)
+
+    def feature_sample(self, sample, model, generator: torch.Generator):
+        """A feature-drafter batch: the teacher-forced verifier's states and log-probs, and
+        the cut points to draft after."""
+        if self._teacher is None or self._teacher.path != model.args.init_from_verifier:
+            self._teacher = TeacherVerifier.load(model.args.init_from_verifier, self)
+        net_input = sample["net_input"]
+        states, lprobs, encoder_out = self._teacher.run(net_input, like=next(model.parameters()))
+        return {
+            **sample,
+            "net_input": {
+                "src_tokens": net_input["src_tokens"],
+                "src_lengths": net_input["src_lengths"],
+                "prev_output_tokens": net_input["prev_output_tokens"],
+                "block_size": self.cfg.block_size,
+                "verifier_states": states,
+                "target": sample["target"],
+                "cuts": pick_cuts(sample["target"].size(1), self.cfg.cuts_per_target, generator).to(states.device),
+                "encoder_out": encoder_out,
+            },
+            "teacher_lprobs": lprobs,
+        }
 
     def max_positions(self):
         """Without a drafter to decode with (drafter training, drafter-only decoding), the
@@ -116,6 +156,9 @@ class SpecDecTranslationTask(TranslationTask):
     # ------------------------------------------------------------------ decoding
     def build_generator(self, models, args, seq_gen_cls=None, extra_gen_cls_kwargs=None,
                         prefix_allowed_tokens_fn=None):
+        if isinstance(models[0], SpecFeatureDrafterModel):
+            raise ValueError("a feature drafter (specdec_drafter_feature*) drafts from its verifier's states and "
+                             "cannot decode alone: pass the verifier as --path and this checkpoint as --drafter-path")
         if isinstance(models[0], SpecDrafterModel):
             check_generation_options(args, prefix_allowed_tokens_fn, what="drafter-only decoding")
             return DrafterGenerator(models, self.target_dictionary, block_size=self.cfg.block_size,
@@ -150,7 +193,7 @@ class SpecDecTranslationTask(TranslationTask):
             self._drafters[path] = load_drafter(path, self)
         return place_like(self._drafters[path], verifier)
 
-    def proposer_for(self, verifier) -> NARDrafter:
+    def proposer_for(self, verifier):
         """The drafting side for this verifier, built once: fairseq's hub builds a generator
         for every ``translate`` call, and deciding whether the drafter may reuse the
         verifier's encoder compares every encoder tensor. The cache holds the verifier
@@ -159,7 +202,7 @@ class SpecDecTranslationTask(TranslationTask):
         drafter = self.drafter_for(verifier)  # placed like the verifier, which moves both together
         cached = self._proposer
         if cached is None or cached[0] is not verifier or cached[1].model is not drafter:
-            self._proposer = (verifier, NARDrafter(drafter, self.target_dictionary, verifier=verifier))
+            self._proposer = (verifier, make_proposer(drafter, self.target_dictionary, verifier))
         return self._proposer[1]
 
     def log_stats_at_exit(self):
@@ -167,6 +210,13 @@ class SpecDecTranslationTask(TranslationTask):
         if not self._stats_logged_at_exit:
             atexit.register(log_quietly, self.decoding_stats)
             self._stats_logged_at_exit = True
+
+
+def unwrap(model):
+    """The model inside fairseq's distributed wrappers (which keep it as ``.module``)."""
+    while isinstance(model, torch.nn.Module) and hasattr(model, "module"):
+        model = model.module
+    return model
 
 
 def log_quietly(stats: DecodingStats) -> None:

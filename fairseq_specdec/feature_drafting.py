@@ -1,0 +1,71 @@
+"""Drafting with a feature drafter (``specdec_feature_drafter``): the drafter keeps one
+slot per committed token, built from the verifier's own top-layer states that
+verification hands over (``observe``), and drafts k tokens from them in one forward."""
+from dataclasses import dataclass
+from typing import Dict, List
+
+import torch
+from torch import Tensor
+
+from fairseq_specdec.drafters import forbidden_tokens, same_encoder
+
+
+@dataclass
+class FeatureDraftState:
+    encoder_out: Dict[str, List[Tensor]]  # the source, encoded (the verifier's when shared)
+    slots: Tensor  # B x capacity x C fused slot inputs, right-padded
+    length: Tensor  # B valid slots per row (= committed tokens after the BOS)
+    bound: int  # an upper bound of max(length), kept on the host (no device sync)
+
+
+class FeatureDrafter:
+    """Drafts with a trained ``specdec_feature_drafter`` next to its verifier."""
+
+    def __init__(self, model, tgt_dict, verifier=None):
+        self.model = model
+        self.reuses_verifier_encoder = verifier is not None and same_encoder(model.encoder, verifier.encoder)
+        self.forbidden = forbidden_tokens(tgt_dict)
+
+    def start(self, net_input: Dict[str, Tensor], verifier_encoder_out=None) -> FeatureDraftState:
+        if self.reuses_verifier_encoder and verifier_encoder_out is not None:
+            encoder_out = verifier_encoder_out
+        else:
+            encoder_out = self.model.encoder.forward_torchscript(net_input)
+        src = net_input["src_tokens"]
+        dim = self.model.decoder.embed_tokens.embedding_dim
+        dtype = next(self.model.parameters()).dtype
+        slots = torch.zeros(src.size(0), 16, dim, dtype=dtype, device=src.device)
+        return FeatureDraftState(encoder_out, slots, torch.zeros(src.size(0), dtype=torch.long, device=src.device), 0)
+
+    def observe(self, state: FeatureDraftState, states: Tensor, tokens: Tensor, counts: Tensor) -> FeatureDraftState:
+        """Add a slot for each committed token: verifier state ``states[:, i]`` (after the
+        input at block position i) fused with the token committed after it, ``tokens[:, i]``,
+        for ``i < counts[b]``."""
+        n = states.size(1)
+        new = self.model.decoder.slot_inputs(states, tokens[:, :n])  # B x n x C
+        bound = state.bound + n
+        slots = state.slots
+        if bound > slots.size(1):
+            slots = torch.cat([slots, slots.new_zeros(slots.size(0), max(bound, 2 * slots.size(1)) - slots.size(1),
+                                                      slots.size(2))], dim=1)
+        offsets = torch.arange(n, device=counts.device).unsqueeze(0)
+        valid = offsets < counts.unsqueeze(1)  # B x n
+        rows = torch.arange(counts.size(0), device=counts.device).unsqueeze(1).expand(-1, n)
+        slots[rows[valid], (state.length.unsqueeze(1) + offsets)[valid]] = new[valid]
+        return FeatureDraftState(state.encoder_out, slots, state.length + counts, bound)
+
+    def select(self, state: FeatureDraftState, rows: Tensor) -> FeatureDraftState:
+        encoder_out = self.model.encoder.reorder_encoder_out(state.encoder_out, rows)
+        return FeatureDraftState(encoder_out, state.slots[rows], state.length[rows], state.bound)
+
+    def max_positions(self) -> int:
+        return 1 << 30  # no positional embeddings
+
+    def propose(self, state: FeatureDraftState, prefix: Tensor, block_size: int) -> Tensor:
+        """B x k drafts; ``prefix`` (B x P, BOS first, left-padded) bounds the slots to read."""
+        width = prefix.size(1) - 1  # most committed tokens of any row
+        slots = state.slots[:, :width]
+        slot_pad = torch.arange(width, device=prefix.device).unsqueeze(0) >= state.length.unsqueeze(1)
+        logits = self.model.decoder.forward_block(slots, slot_pad, block_size, state.encoder_out)  # B x k x V
+        logits[..., self.forbidden.to(logits.device)] = float("-inf")
+        return logits.argmax(-1)

@@ -1,0 +1,71 @@
+"""The feature drafter (reads the verifier's decoder states): what it drafts while
+decoding equals what its training layout computes for the same prefix, and SpecDec with
+it is lossless (beta=1 equals greedy) at batch 1 and 16."""
+import torch
+
+from fairseq_specdec.feature_drafting import FeatureDrafter
+from fairseq_specdec.speculative_generator import SpeculativeGenerator
+from fairseq_specdec.verifier_features import TeacherVerifier
+
+from test_speculative_lossless import assert_same_tokens, batches, decode, greedy, setup
+
+K = 5
+
+
+class Recording:
+    """Wraps a drafter and records every (prefix, drafts) it proposes."""
+
+    def __init__(self, inner):
+        self.inner, self.calls = inner, []
+
+    def __getattr__(self, name):
+        return getattr(self.inner, name)
+
+    def propose(self, state, prefix, k):
+        drafts = self.inner.propose(state, prefix, k)
+        self.calls.append((prefix.clone(), drafts.clone()))
+        return drafts
+
+
+def loaded(demo_data, tiny_verifier, feature_drafter):
+    cfg, task, models = setup(demo_data, tiny_verifier, ["--drafter-path", str(feature_drafter)])
+    generator = task.build_generator(models, cfg.generation)
+    assert isinstance(generator, SpeculativeGenerator) and isinstance(generator.drafter, FeatureDrafter)
+    assert generator.drafter.reuses_verifier_encoder
+    return task, models, generator
+
+
+def test_drafts_while_decoding_equal_the_training_layout(demo_data, tiny_verifier, feature_drafter):
+    task, models, generator = loaded(demo_data, tiny_verifier, feature_drafter)
+    drafter = generator.drafter
+    recording = Recording(drafter)
+    generator.drafter = recording
+    sample = batches(task, 1)[7]
+    with torch.no_grad():
+        hypo = generator.generate(models, sample)[0][0]
+    output = hypo["tokens"].unsqueeze(0)  # 1 x T: y_1..y_T
+    eos = task.target_dictionary.eos()
+    net_input = {**sample["net_input"], "prev_output_tokens": torch.cat([output.new_full((1, 1), eos), output[:, :-1]], 1)}
+    teacher = TeacherVerifier(models[0], "in-memory")
+    with torch.no_grad():
+        states, _, encoder_out = teacher.run(net_input, like=next(drafter.model.parameters()))
+        assert len(recording.calls) >= 2
+        for prefix, drafts in recording.calls:
+            m = int(prefix.ne(task.target_dictionary.pad()).sum()) - 1  # committed tokens
+            cut = torch.tensor([m])
+            hidden = drafter.model.decoder.forward_cuts(states, output, cut, K, encoder_out)[:, 0]  # 1 x k x C
+            logits = drafter.model.decoder.output_layer(hidden)
+            logits[..., drafter.forbidden] = float("-inf")
+            assert logits.argmax(-1).tolist() == drafts.tolist(), f"after {m} committed tokens"
+
+
+def test_feature_drafter_is_lossless_at_batch_1_and_16(demo_data, tiny_verifier, feature_drafter):
+    task, models, generator = loaded(demo_data, tiny_verifier, feature_drafter)
+    for batch_size in (1, 16):
+        samples = batches(task, batch_size)
+        want = greedy(models, task.target_dictionary, samples)
+        got = decode(generator, models, samples)
+        assert_same_tokens(got, want)
+    stats = task.decoding_stats
+    assert stats.accepted_drafts > 0
+    print(f"feature drafter: {stats.committed_tokens / stats.iterations:.2f} tokens per iteration")
