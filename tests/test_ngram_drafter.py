@@ -1,5 +1,6 @@
-"""The model-free n-gram drafter: exact proposals on hand-built token lists, and its
-combination with a (scripted) NAR drafter."""
+"""The model-free n-gram drafter: exact proposals on hand-built token lists, its
+combination with a (scripted) NAR drafter, and lossless decoding with the n-gram
+drafter alone and combined with the tiny trained drafter (in-process and CLI)."""
 import time
 
 import numpy as np
@@ -162,4 +163,81 @@ def test_combined_keeps_the_longer_expected_acceptance_per_row():
     # rows 2 and 0 are left: the NAR side follows them
     kept = combined.select(state, torch.tensor([2, 0]))
     assert combined.propose(kept, left_pad([[EOS, 4], [EOS, 40]]), 3).tolist() == [[16, 17, 18], [10, 11, 12]]
+
+
+# ---------------------------------------------------------------- lossless decoding (tiny fixtures)
+from test_speculative_lossless import (  # noqa: E402  (helpers only: pytest would collect imported tests)
+    NUM_TEST, assert_same_tokens, batches, decode, generate_cli, greedy, setup)
+
+from fairseq_specdec.ngram_data import NGramDataError  # noqa: E402
+from fairseq_specdec.speculative_generator import SpeculativeGenerator  # noqa: E402
+
+
+@pytest.fixture(scope="module")
+def greedy_run(demo_data, tiny_verifier):
+    """The test set in batches of 1 and 16, and fairseq's greedy output for each."""
+    cfg, task, models = setup(demo_data, tiny_verifier)
+    samples = {bs: batches(task, bs) for bs in (1, 16)}
+    return samples, {bs: greedy(models, task.target_dictionary, s) for bs, s in samples.items()}
+
+
+@pytest.mark.parametrize("batch_size", [1, 16])
+@pytest.mark.parametrize("combined", [False, True], ids=["ngram", "combined"])
+def test_task_generator_equals_greedy(request, demo_data, tiny_verifier, greedy_run, combined, batch_size):
+    extra = ["--ngram-drafter"]
+    if combined:
+        extra += ["--drafter-path", str(request.getfixturevalue("tiny_drafter"))]
+    cfg, task, models = setup(demo_data, tiny_verifier, extra)
+    generator = task.build_generator(models, cfg.generation)
+    assert isinstance(generator, SpeculativeGenerator) and generator.beta == 1
+    assert isinstance(generator.drafter, CombinedDrafter if combined else NGramDrafter)
+    assert task.build_generator(models, cfg.generation).drafter is generator.drafter  # built once per task
+    # by default the index holds the task's own train targets (each with its BOS)
+    task.load_dataset("train")
+    index = task.ngram_index()
+    assert index.order == 4 and index.num_tokens == int(task.dataset("train").tgt_sizes.sum()) + 1
+    samples, want = greedy_run
+    got = decode(generator, models, samples[batch_size])
+    assert_same_tokens(got, want[batch_size])
+    stats = task.decoding_stats
+    assert stats.sentences == NUM_TEST and stats.accepted_drafts > 0
+    print(f"{'combined' if combined else 'n-gram'} batch {batch_size}: "
+          f"{stats.accepted_drafts / stats.iterations:.3f} accepted drafts per iteration")
+    if combined:  # the NAR side's confidences belong to its own proposals
+        nar = generator.drafter.nar
+        sample = samples[batch_size][0]
+        state = nar.start(sample["net_input"])
+        prefix = torch.full((sample["id"].numel(), 1), task.target_dictionary.eos())
+        tokens, probs = nar.propose_with_confidence(state, prefix, 5)
+        assert torch.equal(tokens, nar.propose(state, prefix, 5))
+        assert bool(((probs > 0) & (probs <= 1)).all())
+
+
+def test_bad_ngram_options_are_clear_errors(demo_data, tiny_verifier, tmp_path):
+    with pytest.raises(ValueError, match="--ngram-order must be >= 1"):
+        setup(demo_data, tiny_verifier, ["--ngram-drafter", "--ngram-order", "0"])
+    other = tmp_path / "other"
+    other.mkdir()
+    (other / "dict.de.txt").write_text("haus 1\n")
+    same_dict = tmp_path / "same_dict"
+    same_dict.mkdir()
+    (same_dict / "dict.de.txt").write_text((demo_data["bin"] / "dict.de.txt").read_text())
+    for data, message in ((tmp_path / "nope", "no such directory"), (tmp_path, "no dict.de.txt"),
+                          (other, "differs from the decoder's"), (same_dict, "no binarized train.en-de.de")):
+        cfg, task, models = setup(demo_data, tiny_verifier, ["--ngram-drafter", "--ngram-data", str(data)])
+        with pytest.raises(NGramDataError, match=message):
+            task.build_generator(models, cfg.generation)
+
+
+def test_cli_ngram_drafter_equals_beam1(demo_data, tiny_verifier):
+    """fairseq-generate --ngram-drafter, without any drafter checkpoint, prints --beam 1's lines."""
+    subset = ["--gen-subset", "valid", "--max-len-b", "60"]
+    want, want_pos, _ = generate_cli(demo_data, tiny_verifier, 8, subset)
+    assert len(want) > 50  # the valid set's sentences that fit the verifier's positions
+    got, got_pos, proc = generate_cli(demo_data, tiny_verifier, 8, [
+        *subset, "--task", "specdec_translation", "--ngram-drafter", "--block-size", "5"])
+    assert {i: t for i, (_, t) in got.items()} == {i: t for i, (_, t) in want.items()}
+    for i in want:
+        assert abs(got[i][0] - want[i][0]) <= 2e-4, (i, got[i][0], want[i][0])
+    assert f"SpecDec: {len(want)} sentences" in proc.stdout + proc.stderr
 
