@@ -1,6 +1,6 @@
 """The model-free n-gram drafter: exact proposals on hand-built token lists, its
 combination with a (scripted) NAR drafter, and lossless decoding with the n-gram
-drafter alone and combined with the tiny trained drafter (in-process and CLI)."""
+drafter alone and combined with the tiny trained drafter (in-process, CLI, benchmark)."""
 import time
 
 import numpy as np
@@ -169,6 +169,7 @@ def test_combined_keeps_the_longer_expected_acceptance_per_row():
 from test_speculative_lossless import (  # noqa: E402  (helpers only: pytest would collect imported tests)
     NUM_TEST, assert_same_tokens, batches, decode, generate_cli, greedy, setup)
 
+from fairseq_specdec import benchmark  # noqa: E402
 from fairseq_specdec.ngram_data import NGramDataError  # noqa: E402
 from fairseq_specdec.speculative_generator import SpeculativeGenerator  # noqa: E402
 
@@ -241,3 +242,18 @@ def test_cli_ngram_drafter_equals_beam1(demo_data, tiny_verifier):
         assert abs(got[i][0] - want[i][0]) <= 2e-4, (i, got[i][0], want[i][0])
     assert f"SpecDec: {len(want)} sentences" in proc.stdout + proc.stderr
 
+
+def test_benchmark_ngram_mode_needs_no_drafter(demo_data, tiny_verifier, capsys):
+    argv = ["--data", str(demo_data["bin"]), "--verifier", str(tiny_verifier), "--modes", "greedy,specdec_ngram",
+            "--max-sentences", "16", "--batch-sizes", "1,4", "--repeats", "1", "--warmup", "0",
+            "--block-size", "5", "--threads", "1", "--ctranslate2", "off", "--ngram-order", "3"]
+    report = benchmark.main(argv)
+    rows = [r for r in report["rows"] if r["mode"] == "specdec_ngram"]
+    assert [r["batch"] for r in rows] == [1, 4]
+    for r in rows:
+        assert r["identical_to_greedy"] is True and r["tok_per_iter"] > 1.0
+    assert "| specdec_ngram | 1 |" in capsys.readouterr().out
+    with pytest.raises(benchmark.BenchmarkError, match="--drafter is required for the modes specdec_combined"):
+        benchmark.main(argv[:5] + ["greedy,specdec_combined"])
+    with pytest.raises(benchmark.BenchmarkError, match="--ngram-data .*no such directory"):
+        benchmark.main(argv + ["--ngram-data", str(demo_data["root"] / "nope")])
