@@ -6,6 +6,10 @@ drafter is replaced by an oracle that drafts greedy's own output, so every draft
 accepted. ``specdec_oracle`` still runs the real drafter (and throws its drafts away):
 the speed a perfect drafter of the same cost would reach. ``specdec_oracle_free`` drafts
 for free: what verification alone costs.
+
+Two lossless modes draft without (only) the trained drafter (``ngram_drafter``):
+``specdec_ngram`` with the model-free n-gram drafter alone, ``specdec_combined`` with the
+Spec-Drafter and the n-gram drafter together (per row, the more promising proposal).
 """
 from typing import Dict, List, Optional, Tuple
 
@@ -13,15 +17,19 @@ from fairseq.sequence_generator import SequenceGenerator
 
 from fairseq_specdec import bench_ct2
 from fairseq_specdec.drafters import OracleDrafter, make_proposer, source_key
+from fairseq_specdec.ngram_data import NGramDataError, build_index
+from fairseq_specdec.ngram_drafter import CombinedDrafter, NGramDrafter
+from fairseq_specdec.ngram_index import NGramIndex
 from fairseq_specdec.speculative_generator import SpeculativeGenerator
 from fairseq_specdec.stats import DecodingStats
 
 DRAFTED_MODES = ("specdec", "specdec_relaxed")  # SpecDec with the trained drafter's drafts
 ORACLE_MODES = ("specdec_oracle", "specdec_oracle_free")
-SPECDEC_MODES = DRAFTED_MODES + ORACLE_MODES
+NGRAM_MODES = ("specdec_ngram", "specdec_combined")  # lossless, with the n-gram drafter
+SPECDEC_MODES = DRAFTED_MODES + NGRAM_MODES + ORACLE_MODES
 MODES = ("greedy", "beam5", *SPECDEC_MODES, "ct2_greedy", "ct2_beam5")
-DEFAULT_MODES = tuple(m for m in MODES if m not in ORACLE_MODES)
-NEEDS_DRAFTER = DRAFTED_MODES + ("specdec_oracle",)
+DEFAULT_MODES = tuple(m for m in MODES if m not in ORACLE_MODES + NGRAM_MODES)
+NEEDS_DRAFTER = DRAFTED_MODES + ("specdec_combined", "specdec_oracle")
 BEAMS = {"greedy": 1, "beam5": 5, "ct2_greedy": 1, "ct2_beam5": 5}
 
 KnownOutputs = Dict[Tuple[int, ...], List[int]]  # unpadded source tokens -> greedy's tokens
@@ -56,13 +64,35 @@ def known_outputs(raw, batches, pad: int) -> KnownOutputs:
     return known
 
 
+def load_ngram_index(args, task, src: str, tgt: str) -> Optional[NGramIndex]:
+    """The n-gram modes' index over the train targets of --ngram-data (default --data), if one runs."""
+    if not any(m in NGRAM_MODES for m in args.modes):
+        return None
+    data = args.ngram_data or args.data
+    try:
+        return build_index(data, src, tgt, task.target_dictionary, args.ngram_order, flag="--ngram-data")
+    except NGramDataError as err:
+        raise ValueError(str(err)) from err
+
+
+def _proposer(mode: str, model, drafter, tgt_dict, ngram_index: Optional[NGramIndex]):
+    nar = make_proposer(drafter, tgt_dict, model) if mode in NEEDS_DRAFTER else None
+    if mode not in NGRAM_MODES:
+        return nar
+    if ngram_index is None:
+        raise ValueError(f"mode {mode} drafts with the n-gram index: pass it as ngram_index=")
+    ngram = NGramDrafter(ngram_index, tgt_dict.pad(), tgt_dict.eos(), tgt_dict.unk())
+    return ngram if nar is None else CombinedDrafter(nar, ngram, tgt_dict.eos())
+
+
 def make_decoder(mode: str, args, model, drafter, tgt_dict, stats: Optional[DecodingStats], ct2=None,
-                 known: Optional[KnownOutputs] = None):
-    """The decoder of ``mode``; the oracle modes need ``known`` (greedy's outputs)."""
+                 known: Optional[KnownOutputs] = None, ngram_index: Optional[NGramIndex] = None):
+    """The decoder of ``mode``; the oracle modes need ``known`` (greedy's outputs), the
+    n-gram modes ``ngram_index``."""
     opts = dict(max_len_a=args.max_len_a, max_len_b=args.max_len_b)
     if mode in SPECDEC_MODES:
         beta, tau = (args.beta, args.tau) if mode == "specdec_relaxed" else (1, 1.0)
-        proposer = make_proposer(drafter, tgt_dict, model) if mode in NEEDS_DRAFTER else None
+        proposer = _proposer(mode, model, drafter, tgt_dict, ngram_index)
         if mode in ORACLE_MODES:
             if known is None:
                 raise ValueError(f"mode {mode} drafts greedy's outputs: pass them as known=")

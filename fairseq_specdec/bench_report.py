@@ -10,7 +10,9 @@ from typing import Dict, List, Optional
 
 import torch
 
-from fairseq_specdec.bench_decoders import DRAFTED_MODES, SPECDEC_MODES
+from fairseq_specdec.bench_decoders import DRAFTED_MODES, NGRAM_MODES, SPECDEC_MODES
+
+REAL_DRAFTS = DRAFTED_MODES + NGRAM_MODES  # SpecDec modes whose drafts are not the oracle's
 
 
 def have_matplotlib() -> bool:
@@ -229,7 +231,7 @@ def plot_speedup(report: Dict, path: str) -> str:
         if not rows:
             continue
         line, = ax.plot([r["batch"] for r in rows], [r["x_greedy"] for r in rows], marker="o", label=mode)
-        if mode in DRAFTED_MODES:
+        if mode in REAL_DRAFTS:
             ax.plot([r["batch"] for r in rows], [r["ideal_x_greedy"] for r in rows], linestyle="--",
                     color=line.get_color(), alpha=0.6, label=f"{mode} ideal (tok/iter)")
     ax.axhline(1.0, color="grey", linewidth=0.8)
@@ -250,7 +252,7 @@ def plot_speedup(report: Dict, path: str) -> str:
 def plot_accepted(report: Dict, path: str) -> str:
     """Fraction of draft-and-verify iterations that accepted n drafts, per SpecDec mode and batch size."""
     plt = _pyplot()
-    modes = [m for m in report["modes"] if m in DRAFTED_MODES]
+    modes = [m for m in report["modes"] if m in REAL_DRAFTS]
     fig, axes = plt.subplots(1, max(len(modes), 1), figsize=(5.2 * max(len(modes), 1), 3.8), squeeze=False)
     for ax, mode in zip(axes[0], modes):
         rows = sorted((r for r in report["rows"] if r["mode"] == mode), key=lambda r: r["batch"])

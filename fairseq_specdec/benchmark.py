@@ -32,7 +32,8 @@ from fairseq.data import BaseWrapperDataset
 from fairseq.data.data_utils import infer_language_pair
 from fairseq_specdec import bench_ct2, bench_report
 from fairseq_specdec.bench_decoders import (
-    DEFAULT_MODES, MODES, NEEDS_DRAFTER, ORACLE_MODES, SPECDEC_MODES, known_outputs, make_decoder)
+    DEFAULT_MODES, MODES, NEEDS_DRAFTER, NGRAM_MODES, ORACLE_MODES, SPECDEC_MODES, known_outputs, load_ngram_index,
+    make_decoder)
 from fairseq_specdec.drafter_loading import load_drafter, place_like
 from fairseq_specdec.models.specdec_drafter import SpecDrafterModel
 from fairseq_specdec.stats import DecodingStats
@@ -74,13 +75,17 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--max-sentences", type=int, help="only the first N sentences of the subset")
     p.add_argument("--batch-sizes", type=parse_batch_sizes, default=[1, 8, 32], help="default 1,8,32")
     p.add_argument("--modes", type=parse_modes, default=list(DEFAULT_MODES),
-                   help=f"subset of {','.join(MODES)}; default all but the {' and '.join(ORACLE_MODES)} bounds")
+                   help=f"subset of {','.join(MODES)}; default all but the {' and '.join(ORACLE_MODES)} bounds "
+                        f"and the n-gram modes ({', '.join(NGRAM_MODES)})")
     p.add_argument("--bounds", action="store_true",
                    help=f"add the {' and '.join(ORACLE_MODES)} modes: SpecDec with perfect drafts, with and "
                         f"without the drafter's cost (see bench_decoders)")
     p.add_argument("--block-size", type=int, default=25, help="k drafted tokens per iteration")
     p.add_argument("--beta", type=int, default=3, help="specdec_relaxed: top-beta acceptance")
     p.add_argument("--tau", type=float, default=1.0, help="specdec_relaxed: log-prob tolerance")
+    p.add_argument("--ngram-data", help="n-gram modes: binarized data directory whose train targets feed the "
+                                        "n-gram index (default: --data)")
+    p.add_argument("--ngram-order", type=int, default=4, help="n-gram modes: longest context looked up")
     p.add_argument("--repeats", type=int, default=3)
     p.add_argument("--warmup", type=int, default=1)
     p.add_argument("--threads", type=int, help="torch.set_num_threads (and CTranslate2 intra_threads)")
@@ -117,7 +122,7 @@ def _check_args(args) -> None:
         raise BenchmarkError(f"--data {args.data!r}: no such directory (give fairseq-preprocess's --destdir)")
     if not os.path.isfile(args.verifier):
         raise BenchmarkError(f"--verifier {args.verifier!r}: no such file")
-    for name in ("repeats", "block_size", "beta"):
+    for name in ("repeats", "block_size", "beta", "ngram_order"):
         if getattr(args, name) < 1:
             raise BenchmarkError(f"--{name.replace('_', '-')} must be >= 1")
     if args.warmup < 0 or (args.max_sentences is not None and args.max_sentences < 1):
@@ -128,9 +133,11 @@ def _check_args(args) -> None:
         raise BenchmarkError(f"--device {args.device}: CUDA is not available")
     if args.fp16 and not args.device.startswith("cuda"):
         raise BenchmarkError("--fp16 needs --device cuda")
-    if any(m in NEEDS_DRAFTER for m in args.modes):
+    needing = [m for m in args.modes if m in NEEDS_DRAFTER]
+    if needing:
         if not args.drafter:
-            raise BenchmarkError("--drafter is required for the specdec modes (or leave them out with --modes)")
+            raise BenchmarkError(f"--drafter is required for the modes {', '.join(needing)} "
+                                 f"(or leave them out with --modes)")
         if not os.path.isfile(args.drafter):
             raise BenchmarkError(f"--drafter {args.drafter!r}: no such file")
     if args.out_dir and not args.no_plots and not bench_report.have_matplotlib():
@@ -149,7 +156,7 @@ def _languages(args):
 
 
 def load_setup(args, src: str, tgt: str):
-    """The task (``specdec_translation`` on the data directory), verifier and drafter."""
+    """The task (``specdec_translation`` on the data directory), verifier, drafter and n-gram index."""
     # the legacy (argparse) route: the interpolated fields (common.seed, dataset.*) set here
     task = tasks.setup_task(Namespace(
         task="specdec_translation", data=args.data, source_lang=src, target_lang=tgt,
@@ -176,7 +183,11 @@ def load_setup(args, src: str, tgt: str):
         except ValueError as err:  # DrafterCheckpointError names the task's flag
             raise BenchmarkError(str(err).replace("--drafter-path", "--drafter")) from err
         drafter = place_like(drafter, model)
-    return task, model, drafter
+    try:
+        ngram_index = load_ngram_index(args, task, src, tgt)
+    except ValueError as err:
+        raise BenchmarkError(str(err)) from err
+    return task, model, drafter, ngram_index
 
 
 def make_batches(task, model, dataset, batch_size: int, device) -> List[dict]:
@@ -215,7 +226,7 @@ def peak_memory_mb(device) -> float:
 
 def benchmark_batch_size(args, bs, modes, setup, dataset, ct2) -> Dict[str, dict]:
     """Warm-up, then ``repeats`` interleaved timed passes of every mode at one batch size."""
-    task, model, drafter = setup
+    task, model, drafter, ngram_index = setup
     device, tgt_dict = next(model.parameters()).device, task.target_dictionary
     batches = make_batches(task, model, dataset, bs, device)
     # timing the parts synchronizes CUDA every iteration: only when the profile is asked for
@@ -224,9 +235,10 @@ def benchmark_batch_size(args, bs, modes, setup, dataset, ct2) -> Dict[str, dict
     if any(m in ORACLE_MODES for m in modes):  # what the oracle drafts: greedy's outputs at this batch size
         greedy = make_decoder("greedy", args, model, drafter, tgt_dict, None)
         known = known_outputs(timed_pass(greedy, batches, device)[1], batches, tgt_dict.pad())
-    warm = {m: make_decoder(m, args, model, drafter, tgt_dict, DecodingStats(profile=False), ct2, known)
-            for m in modes}
-    measured = {m: make_decoder(m, args, model, drafter, tgt_dict, stats.get(m), ct2, known) for m in modes}
+    warm = {m: make_decoder(m, args, model, drafter, tgt_dict, DecodingStats(profile=False), ct2, known,
+                            ngram_index) for m in modes}
+    measured = {m: make_decoder(m, args, model, drafter, tgt_dict, stats.get(m), ct2, known, ngram_index)
+                for m in modes}
     inputs = {m: measured[m].prepare(batches) for m in modes}
     times = {m: [] for m in modes}
     peaks = {m: 0.0 for m in modes}

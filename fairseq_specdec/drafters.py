@@ -81,6 +81,12 @@ class NARDrafter:
         logits = self.log_probs(encoder_out, prefix, block_size)
         return logits.argmax(-1)
 
+    def propose_with_confidence(self, encoder_out: Any, prefix: Tensor, block_size: int) -> Tuple[Tensor, Tensor]:
+        """``propose``'s B x k tokens and the drafter's softmax probability of each (B x k)."""
+        lprobs = self.log_probs(encoder_out, prefix, block_size)  # B x k x V
+        tokens = lprobs.argmax(-1)
+        return tokens, lprobs.gather(-1, tokens.unsqueeze(-1)).squeeze(-1).exp()
+
     def log_probs(self, encoder_out: Any, prefix: Tensor, block_size: int) -> Tensor:
         logits = self.model.decoder(prefix, encoder_out, block_size)  # B x k x V
         logits[..., self.forbidden.to(logits.device)] = float("-inf")

@@ -63,9 +63,18 @@ class FeatureDrafter:
 
     def propose(self, state: FeatureDraftState, prefix: Tensor, block_size: int) -> Tensor:
         """B x k drafts; ``prefix`` (B x P, BOS first, left-padded) bounds the slots to read."""
+        return self.logits(state, prefix, block_size).argmax(-1)
+
+    def propose_with_confidence(self, state: FeatureDraftState, prefix: Tensor, block_size: int):
+        """``propose``'s B x k tokens and the drafter's softmax probability of each (B x k)."""
+        lprobs = torch.log_softmax(self.logits(state, prefix, block_size).float(), dim=-1)
+        tokens = lprobs.argmax(-1)
+        return tokens, lprobs.gather(-1, tokens.unsqueeze(-1)).squeeze(-1).exp()
+
+    def logits(self, state: FeatureDraftState, prefix: Tensor, block_size: int) -> Tensor:
         width = prefix.size(1) - 1  # most committed tokens of any row
         slots = state.slots[:, :width]
         slot_pad = torch.arange(width, device=prefix.device).unsqueeze(0) >= state.length.unsqueeze(1)
         logits = self.model.decoder.forward_block(slots, slot_pad, block_size, state.encoder_out)  # B x k x V
         logits[..., self.forbidden.to(logits.device)] = float("-inf")
-        return logits.argmax(-1)
+        return logits

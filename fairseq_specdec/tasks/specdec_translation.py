@@ -18,6 +18,8 @@ from fairseq_specdec.drafters import make_proposer
 from fairseq_specdec.models.feature_drafter import SpecFeatureDrafterModel
 from fairseq_specdec.models.specdec_drafter import SpecDrafterModel
 from fairseq_specdec.verifier_features import TeacherVerifier
+from fairseq_specdec.ngram_data import build_index
+from fairseq_specdec.ngram_drafter import CombinedDrafter, NGramDrafter
 from fairseq_specdec.speculative_generator import SpeculativeGenerator
 from fairseq_specdec.stats import DecodingStats
 
@@ -51,6 +53,19 @@ class SpecDecTranslationConfig(TranslationConfig):
         metadata={"help": "time the drafter, the verifier and the bookkeeping separately and log the split "
                   "(on CUDA this synchronizes the device several times per iteration)"},
     )
+    ngram_drafter: bool = field(
+        default=False,
+        metadata={"help": "decode speculatively with a model-free n-gram drafter (see ngram_drafter.py): "
+                  "alone, or combined with the Spec-Drafter when --drafter-path is also given"},
+    )
+    ngram_data: Optional[str] = field(
+        default=None,
+        metadata={"help": "binarized data directory whose train targets feed the n-gram index "
+                  "(default: this task's data, the first of its paths)"},
+    )
+    ngram_order: int = field(
+        default=4, metadata={"help": "longest context (in tokens) the n-gram drafter looks up"}
+    )
     seed: int = II("common.seed")
 
 
@@ -60,8 +75,10 @@ class SpecDecTranslationTask(TranslationTask):
 
     Training: each target is cut at a random point; the drafter reads the prefix and
     ``block_size`` [MASK] queries and learns the next ``block_size`` tokens (eos included).
-    Decoding: with ``--drafter-path`` the generator is speculative; with a drafter
-    checkpoint as ``--path`` it is drafter-only; otherwise it is fairseq's own.
+    Decoding: with ``--drafter-path`` and/or ``--ngram-drafter`` the generator is
+    speculative (drafts from the Spec-Drafter, the model-free n-gram drafter, or both
+    combined); with a drafter checkpoint as ``--path`` it is drafter-only; otherwise it is
+    fairseq's own.
     """
 
     cfg: SpecDecTranslationConfig
@@ -72,9 +89,12 @@ class SpecDecTranslationTask(TranslationTask):
             raise ValueError(f"--block-size must be >= 1, got {cfg.block_size}")
         if cfg.eval_bleu:
             raise ValueError("--eval-bleu is not available with specdec_translation; validation reports block accuracy")
+        if cfg.ngram_order < 1:
+            raise ValueError(f"--ngram-order must be >= 1, got {cfg.ngram_order}")
         self.decoding_stats = DecodingStats(profile=cfg.specdec_profile)
         self._drafters = {}
-        self._proposer = None  # (verifier, NARDrafter) of the last build_generator
+        self._ngram_index = None  # built on first use, once per task
+        self._proposer = None  # (verifier, drafter model or None, proposer) of the last build_generator
         self._stats_logged_at_exit = False
         self._teacher = None  # TeacherVerifier of feature-drafter training, loaded once
 
@@ -149,7 +169,7 @@ class SpecDecTranslationTask(TranslationTask):
         """Without a drafter to decode with (drafter training, drafter-only decoding), the
         drafter's decoder reads a target prefix plus k queries: targets must leave room for k."""
         max_source, max_target = super().max_positions()
-        if self.cfg.drafter_path is None:
+        if self.cfg.drafter_path is None and not self.cfg.ngram_drafter:
             max_target -= self.cfg.block_size
         return max_source, max_target
 
@@ -163,7 +183,7 @@ class SpecDecTranslationTask(TranslationTask):
             check_generation_options(args, prefix_allowed_tokens_fn, what="drafter-only decoding")
             return DrafterGenerator(models, self.target_dictionary, block_size=self.cfg.block_size,
                                     stats=self.decoding_stats, **self.search_options(args))
-        if self.cfg.drafter_path is None:
+        if self.cfg.drafter_path is None and not self.cfg.ngram_drafter:
             return super().build_generator(models, args, seq_gen_cls, extra_gen_cls_kwargs,
                                            prefix_allowed_tokens_fn)
         check_generation_options(args, prefix_allowed_tokens_fn, what="SpecDec")
@@ -193,17 +213,36 @@ class SpecDecTranslationTask(TranslationTask):
             self._drafters[path] = load_drafter(path, self)
         return place_like(self._drafters[path], verifier)
 
+    def ngram_index(self):
+        """The n-gram index over the train targets of --ngram-data (default: the task's data), built once."""
+        if self._ngram_index is None:
+            data = self.cfg.ngram_data or self.cfg.data.split(":")[0]
+            self._ngram_index = build_index(data, self.cfg.source_lang, self.cfg.target_lang,
+                                            self.target_dictionary, self.cfg.ngram_order,
+                                            dataset_impl=self.cfg.dataset_impl)
+        return self._ngram_index
+
     def proposer_for(self, verifier):
-        """The drafting side for this verifier, built once: fairseq's hub builds a generator
-        for every ``translate`` call, and deciding whether the drafter may reuse the
-        verifier's encoder compares every encoder tensor. The cache holds the verifier
+        """The drafting side for this verifier, built once: the Spec-Drafter (--drafter-path),
+        the n-gram drafter (--ngram-drafter), or both combined. fairseq's hub builds a
+        generator for every ``translate`` call, and deciding whether the drafter may reuse
+        the verifier's encoder compares every encoder tensor. The cache holds the verifier
         itself, so a new verifier object never inherits another one's decision (and the
         decision only steers drafting: beta=1 output is greedy's either way)."""
-        drafter = self.drafter_for(verifier)  # placed like the verifier, which moves both together
+        # placed like the verifier, which moves both together
+        drafter = self.drafter_for(verifier) if self.cfg.drafter_path is not None else None
         cached = self._proposer
-        if cached is None or cached[0] is not verifier or cached[1].model is not drafter:
-            self._proposer = (verifier, make_proposer(drafter, self.target_dictionary, verifier))
-        return self._proposer[1]
+        if cached is None or cached[0] is not verifier or cached[1] is not drafter:
+            self._proposer = (verifier, drafter, self.build_proposer(verifier, drafter))
+        return self._proposer[2]
+
+    def build_proposer(self, verifier, drafter):
+        tgt_dict = self.target_dictionary
+        nar = make_proposer(drafter, tgt_dict, verifier) if drafter is not None else None
+        if not self.cfg.ngram_drafter:
+            return nar
+        ngram = NGramDrafter(self.ngram_index(), tgt_dict.pad(), tgt_dict.eos(), tgt_dict.unk())
+        return ngram if nar is None else CombinedDrafter(nar, ngram, tgt_dict.eos())
 
     def log_stats_at_exit(self):
         """fairseq-generate/-interactive have no end-of-run hook: summarize at exit."""
