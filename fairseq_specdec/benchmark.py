@@ -78,7 +78,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--bounds", action="store_true",
                    help=f"add the {' and '.join(ORACLE_MODES)} modes: SpecDec with perfect drafts, with and "
                         f"without the drafter's cost (see bench_decoders)")
-    p.add_argument("--block-size", type=int, default=25, help="k drafted tokens per iteration")
+    p.add_argument("--block-size", type=int,
+                   help="k drafted tokens per iteration; default: the k the drafter was trained with")
     p.add_argument("--beta", type=int, default=3, help="specdec_relaxed: top-beta acceptance")
     p.add_argument("--tau", type=float, default=1.0, help="specdec_relaxed: log-prob tolerance")
     p.add_argument("--repeats", type=int, default=3)
@@ -118,7 +119,7 @@ def _check_args(args) -> None:
     if not os.path.isfile(args.verifier):
         raise BenchmarkError(f"--verifier {args.verifier!r}: no such file")
     for name in ("repeats", "block_size", "beta"):
-        if getattr(args, name) < 1:
+        if getattr(args, name) is not None and getattr(args, name) < 1:
             raise BenchmarkError(f"--{name.replace('_', '-')} must be >= 1")
     if args.warmup < 0 or (args.max_sentences is not None and args.max_sentences < 1):
         raise BenchmarkError("--warmup must be >= 0 and --max-sentences >= 1")
@@ -176,6 +177,7 @@ def load_setup(args, src: str, tgt: str):
         except ValueError as err:  # DrafterCheckpointError names the task's flag
             raise BenchmarkError(str(err).replace("--drafter-path", "--drafter")) from err
         drafter = place_like(drafter, model)
+    args.block_size = task.block_size  # --block-size, else the drafter's k (the report records the k used)
     return task, model, drafter
 
 

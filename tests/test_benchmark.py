@@ -21,7 +21,7 @@ def bench_run(demo_data, tiny_verifier, tiny_drafter, tmp_path_factory):
     out = tmp_path_factory.mktemp("bench")
     argv = ["--data", str(demo_data["bin"]), "--verifier", str(tiny_verifier), "--drafter", str(tiny_drafter),
             "--max-sentences", "24", "--batch-sizes", "1,4", "--repeats", "1", "--warmup", "0",
-            "--block-size", "5", "--threads", "1", "--profile", "--bounds", "--out-dir", str(out),
+            "--threads", "1", "--profile", "--bounds", "--out-dir", str(out),
             "--ctranslate2", "on" if HAVE_CT2 else "off"]
     buf = io.StringIO()  # capsys is function-scoped
     with contextlib.redirect_stdout(buf):
@@ -89,7 +89,7 @@ def test_bounds_accept_every_draft(bench_run):
         real = next(s for s in _rows(report, ["specdec"]) if s["batch"] == r["batch"])
         assert r["tok_per_iter"] > real["tok_per_iter"]
         assert r["iterations_per_sentence"] < real["iterations_per_sentence"]
-        hist = r["accepted_histogram"]  # index n: iterations that accepted n drafts (k = 5)
+        hist = r["accepted_histogram"]  # index n: iterations that accepted n drafts (k = 5, the drafter's)
         assert sum(hist[:5]) <= r["sentences"] * r["passes"]  # only a sentence's last iteration
     for r in _rows(report, ["specdec_oracle_free"]):
         if r["batch"] == 1:
