@@ -38,7 +38,7 @@ BEAM=$DEMO_DISTILL_BEAM bash "$REPO_ROOT/scripts/distill.sh" "$DATA" "$WORK/prep
 
 log "6/7 train the drafter on the distilled data, encoder from the verifier"
 bash "$REPO_ROOT/scripts/train_drafter.sh" "$WORK/distill/bin" "$WORK/drafter" "$VERIFIER" \
-  "$REPO_ROOT/configs/drafter_demo.args" --no-progress-bar --block-size "$DEMO_BLOCK_SIZE" \
+  "$REPO_ROOT/configs/drafter_demo.args" --no-progress-bar ${DEMO_BLOCK_SIZE:+--block-size "$DEMO_BLOCK_SIZE"} \
   ${DEMO_DRAFTER_UPDATES:+--max-update "$DEMO_DRAFTER_UPDATES"}
 DRAFTER=$WORK/drafter/checkpoint_last.pt
 
@@ -47,7 +47,7 @@ limit=()
 [ "$DEMO_BENCH_SENTENCES" -gt 0 ] && limit=(--max-sentences "$DEMO_BENCH_SENTENCES")
 is_done "benchmark" "$WORK/results/benchmark.json" || {
   run "$PYTHON" -m fairseq_specdec.benchmark \
-    --data "$DATA" --verifier "$VERIFIER" --drafter "$DRAFTER" --block-size "$DEMO_BLOCK_SIZE" \
+    --data "$DATA" --verifier "$VERIFIER" --drafter "$DRAFTER" \
     --batch-sizes "$DEMO_BENCH_BATCH_SIZES" --modes greedy,beam5,specdec,specdec_relaxed --bounds \
     --repeats "$DEMO_BENCH_REPEATS" --warmup 1 \
     "${limit[@]}" --out-dir "$WORK/results.tmp"
