@@ -32,13 +32,18 @@ from fairseq.data import BaseWrapperDataset
 from fairseq.data.data_utils import infer_language_pair
 from fairseq_specdec import bench_ct2, bench_report
 from fairseq_specdec.bench_decoders import (
-    DEFAULT_MODES, MODES, NEEDS_DRAFTER, ORACLE_MODES, SPECDEC_MODES, known_outputs, make_decoder)
+    DEFAULT_MODES, MODES, NEEDS_DRAFTER, ORACLE_MODES, SPECDEC_MODES, count_at_limit, known_outputs, length_limits,
+    make_decoder)
 from fairseq_specdec.drafter_loading import load_drafter, place_like
 from fairseq_specdec.models.specdec_drafter import SpecDrafterModel
 from fairseq_specdec.stats import DecodingStats
 
 logger = logging.getLogger("fairseq_specdec.benchmark")
 
+# Length limits as a translation user sets them: at most 1.2 x source length + 10 tokens.
+# Why these two values: configs/length_limits.env, which sets the same ones for the scripts.
+DEFAULT_MAX_LEN_A = 1.2
+DEFAULT_MAX_LEN_B = 10
 
 
 class BenchmarkError(Exception):
@@ -85,8 +90,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--repeats", type=int, default=3)
     p.add_argument("--warmup", type=int, default=1)
     p.add_argument("--threads", type=int, help="torch.set_num_threads (and CTranslate2 intra_threads)")
-    p.add_argument("--max-len-a", type=float, default=0)
-    p.add_argument("--max-len-b", type=int, default=200)
+    p.add_argument("--max-len-a", type=float, default=DEFAULT_MAX_LEN_A,
+                   help=f"at most max-len-a * source length + max-len-b tokens; default {DEFAULT_MAX_LEN_A}")
+    p.add_argument("--max-len-b", type=int, default=DEFAULT_MAX_LEN_B, help=f"default {DEFAULT_MAX_LEN_B}")
     p.add_argument("--device", default="cpu", help="cpu, cuda or cuda:N")
     p.add_argument("--fp16", action="store_true", help="half precision (CUDA only)")
     p.add_argument("--ctranslate2", choices=("auto", "on", "off"), default="auto",
@@ -230,6 +236,7 @@ def benchmark_batch_size(args, bs, modes, setup, dataset, ct2) -> Dict[str, dict
             for m in modes}
     measured = {m: make_decoder(m, args, model, drafter, tgt_dict, stats.get(m), ct2, known) for m in modes}
     inputs = {m: measured[m].prepare(batches) for m in modes}
+    limits = length_limits(batches, args.max_len_a, args.max_len_b, model.max_decoder_positions())
     times = {m: [] for m in modes}
     peaks = {m: 0.0 for m in modes}
     last_raw = {}
@@ -246,9 +253,9 @@ def benchmark_batch_size(args, bs, modes, setup, dataset, ct2) -> Dict[str, dict
             logger.info("batch %d repeat %d %s: %.3fs", bs, rep + 1, m, seconds)
     results = {}
     for m in modes:
-        results[m] = {"times": times[m], "median_s": statistics.median(times[m]),
-                      "tokens": measured[m].tokens(last_raw[m], batches), "peak_mb": peaks[m],
-                      "stats": stats.get(m)}
+        tokens = measured[m].tokens(last_raw[m], batches)
+        results[m] = {"times": times[m], "median_s": statistics.median(times[m]), "tokens": tokens,
+                      "at_length_limit": count_at_limit(tokens, limits), "peak_mb": peaks[m], "stats": stats.get(m)}
         if device.type == "cuda" and m.startswith("ct2_"):
             results[m]["peak_mb"] = None  # CTranslate2 allocates outside torch's allocator
     return results
