@@ -85,6 +85,22 @@ def _proposer(mode: str, model, drafter, tgt_dict, ngram_index: Optional[NGramIn
     return ngram if nar is None else CombinedDrafter(nar, ngram, tgt_dict.eos())
 
 
+def length_limits(batches, max_len_a: float, max_len_b: int, max_positions: int) -> Dict[int, int]:
+    """The most tokens (eos not counted) each sentence may get: fairseq's limit, from the
+    batch's padded source length with its eos, capped by the decoder's positions."""
+    limits = {}
+    for sample in batches:
+        src_len = sample["net_input"]["src_tokens"].size(1)
+        limit = min(int(max_len_a * src_len + max_len_b), max_positions - 1)
+        limits.update((sid, limit) for sid in sample["id"].tolist())
+    return limits
+
+
+def count_at_limit(tokens: Dict[int, List[int]], limits: Dict[int, int]) -> int:
+    """Outputs (token lists ending with eos) that reached their length limit: cut, not ended by the model."""
+    return sum(len(toks) - 1 >= limits[sid] for sid, toks in tokens.items())
+
+
 def make_decoder(mode: str, args, model, drafter, tgt_dict, stats: Optional[DecodingStats], ct2=None,
                  known: Optional[KnownOutputs] = None, ngram_index: Optional[NGramIndex] = None):
     """The decoder of ``mode``; the oracle modes need ``known`` (greedy's outputs), the

@@ -95,7 +95,7 @@ def build_report(args, modes, per_bs, dataset, task, src: str, tgt: str, argv: L
                 "times_s": r["times"], "median_s": median, "sent_per_s": n / median,
                 "latency_ms": 1000 * median / n if bs == 1 else None,
                 "x_greedy": _ratio(base.get("greedy"), median), "x_beam5": _ratio(base.get("beam5"), median),
-                "peak_mb": r["peak_mb"],
+                "peak_mb": r["peak_mb"], "at_length_limit": r["at_length_limit"],
                 "differing_from_greedy": None, "identical_to_greedy": None,
                 "tok_per_iter": None, "ideal_x_greedy": None,
             }
@@ -130,6 +130,8 @@ def build_report(args, modes, per_bs, dataset, task, src: str, tgt: str, argv: L
                         if cuda else "process peak RSS (getrusage ru_maxrss): monotone over the whole run"),
         "bleu": "sacrebleu corpus BLEU, detokenized (sacremoses) hypotheses vs the binarized targets "
                 "processed the same way",
+        "at_length_limit": "outputs as long as their length limit (max_len_a x the batch's padded source "
+                           "length with eos + max_len_b): ended by the limit, not by the model",
         "rows": rows,
     }
 
@@ -143,7 +145,7 @@ def _fmt(value, spec: str = ".2f", empty: str = "-") -> str:
 
 def markdown_table(report: Dict) -> str:
     head = ["mode", "batch", "BLEU", "sent/s", "ms/sent", "x greedy", "x beam5", "tok/iter",
-            "ideal x greedy", "identical", "peak MB"]
+            "ideal x greedy", "identical", "at len limit", "peak MB"]
     lines = ["| " + " | ".join(head) + " |", "|" + "|".join("---" for _ in head) + "|"]
     for r in report["rows"]:
         if r["identical_to_greedy"] is None:
@@ -152,7 +154,8 @@ def markdown_table(report: Dict) -> str:
             same = "yes" if r["identical_to_greedy"] else f"no ({r['differing_from_greedy']})"
         cells = [r["mode"], str(r["batch"]), _fmt(r["bleu"]), _fmt(r["sent_per_s"], ".1f"),
                  _fmt(r["latency_ms"], ".1f"), _fmt(r["x_greedy"]), _fmt(r["x_beam5"]),
-                 _fmt(r["tok_per_iter"]), _fmt(r["ideal_x_greedy"]), same, _fmt(r["peak_mb"], ".0f", "n/a")]
+                 _fmt(r["tok_per_iter"]), _fmt(r["ideal_x_greedy"]), same, str(r["at_length_limit"]),
+                 _fmt(r["peak_mb"], ".0f", "n/a")]
         lines.append("| " + " | ".join(cells) + " |")
     m = report["machine"]
     lines.append("")
@@ -161,6 +164,8 @@ def markdown_table(report: Dict) -> str:
                  f"median of {report['config']['repeats']} interleaved repeats after "
                  f"{report['config']['warmup']} warm-up. ms/sent: latency at batch 1. "
                  f"identical: output equal to greedy's at the same batch size (differing sentences). "
+                 f"at len limit: outputs cut by the length limit ({report['config']['max_len_a']:g} x source "
+                 f"length + {report['config']['max_len_b']}). "
                  f"peak MB: {report['peak_memory']}.")
     return "\n".join(lines)
 

@@ -32,7 +32,8 @@ from fairseq.data import BaseWrapperDataset
 from fairseq.data.data_utils import infer_language_pair
 from fairseq_specdec import bench_ct2, bench_report
 from fairseq_specdec.bench_decoders import (
-    DEFAULT_MODES, MODES, NEEDS_DRAFTER, NGRAM_MODES, ORACLE_MODES, SPECDEC_MODES, known_outputs, load_ngram_index,
+    DEFAULT_MODES, MODES, NEEDS_DRAFTER, NGRAM_MODES, ORACLE_MODES, SPECDEC_MODES, count_at_limit, known_outputs,
+    length_limits, load_ngram_index,
     make_decoder)
 from fairseq_specdec.drafter_loading import load_drafter, place_like
 from fairseq_specdec.models.specdec_drafter import SpecDrafterModel
@@ -40,6 +41,10 @@ from fairseq_specdec.stats import DecodingStats
 
 logger = logging.getLogger("fairseq_specdec.benchmark")
 
+# Length limits as a translation user sets them: at most 1.2 x source length + 10 tokens.
+# Why these two values: configs/length_limits.env, which sets the same ones for the scripts.
+DEFAULT_MAX_LEN_A = 1.2
+DEFAULT_MAX_LEN_B = 10
 
 
 class BenchmarkError(Exception):
@@ -80,7 +85,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--bounds", action="store_true",
                    help=f"add the {' and '.join(ORACLE_MODES)} modes: SpecDec with perfect drafts, with and "
                         f"without the drafter's cost (see bench_decoders)")
-    p.add_argument("--block-size", type=int, default=25, help="k drafted tokens per iteration")
+    p.add_argument("--block-size", type=int,
+                   help="k drafted tokens per iteration; default: the k the drafter was trained with")
     p.add_argument("--beta", type=int, default=3, help="specdec_relaxed: top-beta acceptance")
     p.add_argument("--tau", type=float, default=1.0, help="specdec_relaxed: log-prob tolerance")
     p.add_argument("--ngram-data", help="n-gram modes: binarized data directory whose train targets feed the "
@@ -89,8 +95,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--repeats", type=int, default=3)
     p.add_argument("--warmup", type=int, default=1)
     p.add_argument("--threads", type=int, help="torch.set_num_threads (and CTranslate2 intra_threads)")
-    p.add_argument("--max-len-a", type=float, default=0)
-    p.add_argument("--max-len-b", type=int, default=200)
+    p.add_argument("--max-len-a", type=float, default=DEFAULT_MAX_LEN_A,
+                   help=f"at most max-len-a * source length + max-len-b tokens; default {DEFAULT_MAX_LEN_A}")
+    p.add_argument("--max-len-b", type=int, default=DEFAULT_MAX_LEN_B, help=f"default {DEFAULT_MAX_LEN_B}")
     p.add_argument("--device", default="cpu", help="cpu, cuda or cuda:N")
     p.add_argument("--fp16", action="store_true", help="half precision (CUDA only)")
     p.add_argument("--ctranslate2", choices=("auto", "on", "off"), default="auto",
@@ -123,7 +130,7 @@ def _check_args(args) -> None:
     if not os.path.isfile(args.verifier):
         raise BenchmarkError(f"--verifier {args.verifier!r}: no such file")
     for name in ("repeats", "block_size", "beta", "ngram_order"):
-        if getattr(args, name) < 1:
+        if getattr(args, name) is not None and getattr(args, name) < 1:
             raise BenchmarkError(f"--{name.replace('_', '-')} must be >= 1")
     if args.warmup < 0 or (args.max_sentences is not None and args.max_sentences < 1):
         raise BenchmarkError("--warmup must be >= 0 and --max-sentences >= 1")
@@ -183,6 +190,7 @@ def load_setup(args, src: str, tgt: str):
         except ValueError as err:  # DrafterCheckpointError names the task's flag
             raise BenchmarkError(str(err).replace("--drafter-path", "--drafter")) from err
         drafter = place_like(drafter, model)
+    args.block_size = task.block_size  # --block-size, else the drafter's k (the report records the k used)
     try:
         ngram_index = load_ngram_index(args, task, src, tgt)
     except ValueError as err:
@@ -240,6 +248,7 @@ def benchmark_batch_size(args, bs, modes, setup, dataset, ct2) -> Dict[str, dict
     measured = {m: make_decoder(m, args, model, drafter, tgt_dict, stats.get(m), ct2, known, ngram_index)
                 for m in modes}
     inputs = {m: measured[m].prepare(batches) for m in modes}
+    limits = length_limits(batches, args.max_len_a, args.max_len_b, model.max_decoder_positions())
     times = {m: [] for m in modes}
     peaks = {m: 0.0 for m in modes}
     last_raw = {}
@@ -256,9 +265,9 @@ def benchmark_batch_size(args, bs, modes, setup, dataset, ct2) -> Dict[str, dict
             logger.info("batch %d repeat %d %s: %.3fs", bs, rep + 1, m, seconds)
     results = {}
     for m in modes:
-        results[m] = {"times": times[m], "median_s": statistics.median(times[m]),
-                      "tokens": measured[m].tokens(last_raw[m], batches), "peak_mb": peaks[m],
-                      "stats": stats.get(m)}
+        tokens = measured[m].tokens(last_raw[m], batches)
+        results[m] = {"times": times[m], "median_s": statistics.median(times[m]), "tokens": tokens,
+                      "at_length_limit": count_at_limit(tokens, limits), "peak_mb": peaks[m], "stats": stats.get(m)}
         if device.type == "cuda" and m.startswith("ct2_"):
             results[m]["peak_mb"] = None  # CTranslate2 allocates outside torch's allocator
     return results

@@ -11,7 +11,7 @@ from fairseq_specdec.generator_base import BlockwiseGenerator
 class DrafterGenerator(BlockwiseGenerator):
     """Iterative blockwise drafting until eos or the maximum length."""
 
-    def __init__(self, models, tgt_dict, block_size: int = 25, **kwargs):
+    def __init__(self, models, tgt_dict, block_size: int, **kwargs):
         super().__init__(models, tgt_dict, block_size, **kwargs)
         self.drafter = NARDrafter(self.model.single_model, tgt_dict)
 

@@ -23,13 +23,14 @@ def from_pretrained(
     checkpoint_file: str = "model.pt",
     data_name_or_path: str = ".",
     drafter_path: Optional[str] = None,
-    block_size: int = 25,
+    block_size: Optional[int] = None,
     beta: int = 1,
     tau: float = 1.0,
     **kwargs,
 ):
     """Load a stock fairseq Transformer verifier as a hub interface whose ``translate``,
-    ``sample`` and ``generate`` decode with SpecDec when ``drafter_path`` is given."""
+    ``sample`` and ``generate`` decode with SpecDec when ``drafter_path`` is given.
+    ``block_size`` (k): None = the k the drafter was trained with."""
     task = {"_name": "specdec_translation", "drafter_path": drafter_path,
             "block_size": block_size, "beta": beta, "tau": tau}
     return TransformerModel.from_pretrained(model_name_or_path, checkpoint_file, data_name_or_path,

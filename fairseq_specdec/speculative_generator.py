@@ -30,7 +30,7 @@ class SpeculativeGenerator(BlockwiseGenerator):
         models,
         tgt_dict,
         drafter,
-        block_size: int = 25,
+        block_size: int,
         beta: int = 1,
         tau: float = 1.0,
         stats: Optional[DecodingStats] = None,

@@ -5,7 +5,8 @@
 #   7 decode the test set four ways (greedy, beam 5, SpecDec lossless, SpecDec relaxed), plus
 #     SpecDec with perfect drafts (the bounds), at batch sizes 1, 8, 32
 # Run it again to resume: finished steps are skipped. WORK (default work/demo) holds
-# everything; sizes live in configs/demo.env. SKIP_INSTALL=1 skips the install step.
+# everything; sizes live in configs/demo.env, the length limits of every decoding step in
+# configs/length_limits.env (MAX_LEN_A, MAX_LEN_B). SKIP_INSTALL=1 skips the install step.
 set -euo pipefail
 source "$(dirname "$0")/lib.sh"
 source "$REPO_ROOT/configs/demo.env"
@@ -38,7 +39,7 @@ BEAM=$DEMO_DISTILL_BEAM bash "$REPO_ROOT/scripts/distill.sh" "$DATA" "$WORK/prep
 
 log "6/7 train the drafter on the distilled data, encoder from the verifier"
 bash "$REPO_ROOT/scripts/train_drafter.sh" "$WORK/distill/bin" "$WORK/drafter" "$VERIFIER" \
-  "$REPO_ROOT/configs/drafter_demo.args" --no-progress-bar --block-size "$DEMO_BLOCK_SIZE" \
+  "$REPO_ROOT/configs/drafter_demo.args" --no-progress-bar ${DEMO_BLOCK_SIZE:+--block-size "$DEMO_BLOCK_SIZE"} \
   ${DEMO_DRAFTER_UPDATES:+--max-update "$DEMO_DRAFTER_UPDATES"}
 DRAFTER=$WORK/drafter/checkpoint_last.pt
 
@@ -47,9 +48,9 @@ limit=()
 [ "$DEMO_BENCH_SENTENCES" -gt 0 ] && limit=(--max-sentences "$DEMO_BENCH_SENTENCES")
 is_done "benchmark" "$WORK/results/benchmark.json" || {
   run "$PYTHON" -m fairseq_specdec.benchmark \
-    --data "$DATA" --verifier "$VERIFIER" --drafter "$DRAFTER" --block-size "$DEMO_BLOCK_SIZE" \
+    --data "$DATA" --verifier "$VERIFIER" --drafter "$DRAFTER" \
     --batch-sizes "$DEMO_BENCH_BATCH_SIZES" --modes greedy,beam5,specdec,specdec_relaxed --bounds \
-    --repeats "$DEMO_BENCH_REPEATS" --warmup 1 \
+    --repeats "$DEMO_BENCH_REPEATS" --warmup 1 --max-len-a "$MAX_LEN_A" --max-len-b "$MAX_LEN_B" \
     "${limit[@]}" --out-dir "$WORK/results.tmp"
   run mv "$WORK/results.tmp" "$WORK/results"
 }

@@ -6,7 +6,8 @@
 #
 # usage: distill.sh DATA_BIN BPE_DIR VERIFIER_CKPT OUT_DIR SRC TGT
 #   BPE_DIR holds the BPE'd text (train/valid/test.{SRC,TGT}) that DATA_BIN was made from.
-#   env: BEAM (5), SHARDS (4), MAX_TOKENS (8000), GEN_FLAGS (extra fairseq-generate flags)
+#   env: BEAM (5), SHARDS (4), MAX_TOKENS (8000), MAX_LEN_A/MAX_LEN_B (configs/length_limits.env),
+#        GEN_FLAGS (extra fairseq-generate flags)
 set -euo pipefail
 source "$(dirname "$0")/lib.sh"
 DATA=$1 BPE=$2 VERIFIER=$3 OUT=$4 SRC=$5 TGT=$6
@@ -25,7 +26,8 @@ for ((i = 0; i < SHARDS; i++)); do
   out="$OUT/gen/shard$i.txt"
   is_done "distill: translate training shard $((i + 1))/$SHARDS with beam $BEAM" "$out" || run_to "$out" \
     fairseq-generate "$DATA" --user-dir "$USER_DIR" --path "$VERIFIER" --gen-subset train \
-      --source-lang "$SRC" --target-lang "$TGT" --beam "$BEAM" --max-tokens "$MAX_TOKENS" --required-batch-size-multiple 1 \
+      --source-lang "$SRC" --target-lang "$TGT" --beam "$BEAM" --max-len-a "$MAX_LEN_A" --max-len-b "$MAX_LEN_B" \
+      --max-tokens "$MAX_TOKENS" --required-batch-size-multiple 1 \
       --distributed-world-size "$SHARDS" --distributed-rank "$i" --skip-invalid-size-inputs-valid-test ${GEN_FLAGS:-}
 done
 

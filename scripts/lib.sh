@@ -43,3 +43,5 @@ read_args() {
 PYTHON=${PYTHON:-python3}
 REPO_ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 USER_DIR="$REPO_ROOT/fairseq_specdec"
+# MAX_LEN_A, MAX_LEN_B: the scripts' length limits
+source "$REPO_ROOT/configs/length_limits.env"

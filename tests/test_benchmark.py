@@ -6,8 +6,11 @@ import json
 import math
 
 import pytest
+import torch
 
+from conftest import REPO
 from fairseq_specdec import benchmark
+from fairseq_specdec.bench_decoders import count_at_limit, length_limits
 
 HAVE_CT2 = importlib.util.find_spec("ctranslate2") is not None
 FAIRSEQ_MODES = ["greedy", "beam5", "specdec", "specdec_relaxed"]
@@ -21,7 +24,7 @@ def bench_run(demo_data, tiny_verifier, tiny_drafter, tmp_path_factory):
     out = tmp_path_factory.mktemp("bench")
     argv = ["--data", str(demo_data["bin"]), "--verifier", str(tiny_verifier), "--drafter", str(tiny_drafter),
             "--max-sentences", "24", "--batch-sizes", "1,4", "--repeats", "1", "--warmup", "0",
-            "--block-size", "5", "--threads", "1", "--profile", "--bounds", "--out-dir", str(out),
+            "--threads", "1", "--profile", "--bounds", "--out-dir", str(out),
             "--ctranslate2", "on" if HAVE_CT2 else "off"]
     buf = io.StringIO()  # capsys is function-scoped
     with contextlib.redirect_stdout(buf):
@@ -59,6 +62,7 @@ def test_figures_are_sane(bench_run):
             assert r[key] > 0 and math.isfinite(r[key]), (r["mode"], r["batch"], key)
         assert (r["latency_ms"] is not None) == (r["batch"] == 1)
         assert r["peak_mb"] > 0
+        assert 0 <= r["at_length_limit"] <= r["sentences"]
     for r in _rows(report, ["greedy"]):
         assert r["x_greedy"] == pytest.approx(1.0)
     for r in _rows(report, ["specdec", "specdec_relaxed"]):
@@ -75,6 +79,7 @@ def test_lossless_specdec_identical_to_greedy(bench_run):
         assert r["identical_to_greedy"] is True and r["differing_from_greedy"] == 0
         greedy = next(g for g in _rows(report, ["greedy"]) if g["batch"] == r["batch"])
         assert r["bleu"] == pytest.approx(greedy["bleu"])
+        assert r["at_length_limit"] == greedy["at_length_limit"]  # the same outputs, the same ones cut
 
 
 def test_bounds_accept_every_draft(bench_run):
@@ -89,7 +94,7 @@ def test_bounds_accept_every_draft(bench_run):
         real = next(s for s in _rows(report, ["specdec"]) if s["batch"] == r["batch"])
         assert r["tok_per_iter"] > real["tok_per_iter"]
         assert r["iterations_per_sentence"] < real["iterations_per_sentence"]
-        hist = r["accepted_histogram"]  # index n: iterations that accepted n drafts (k = 5)
+        hist = r["accepted_histogram"]  # index n: iterations that accepted n drafts (k = 5, the drafter's)
         assert sum(hist[:5]) <= r["sentences"] * r["passes"]  # only a sentence's last iteration
     for r in _rows(report, ["specdec_oracle_free"]):
         if r["batch"] == 1:
@@ -101,7 +106,7 @@ def test_table_printed_with_all_modes(bench_run):
     _, report, stdout = bench_run
     header = next(line for line in stdout.splitlines() if line.startswith("| mode"))
     for col in ("BLEU", "sent/s", "ms/sent", "x greedy", "x beam5", "tok/iter", "ideal x greedy",
-                "identical", "peak MB"):
+                "identical", "at len limit", "peak MB"):
         assert col in header
     table_rows = [line for line in stdout.splitlines() if line.startswith("| ") and "---" not in line]
     modes = FAIRSEQ_MODES + (CT2_MODES if HAVE_CT2 else [])
@@ -122,6 +127,26 @@ def test_ctranslate2_peer(bench_run):
     # translations as fairseq's, up to near-ties that other matrix kernels may break otherwise
     for r in _rows(report, ["ct2_greedy"]):
         assert r["differing_from_greedy"] <= r["sentences"] // 4
+
+
+def test_length_limit_count():
+    """fairseq's limit per batch (a x padded source length with eos + b, capped by the decoder's
+    positions); an output with that many tokens before eos was cut by it."""
+    batches = [{"id": torch.tensor([0, 1]), "net_input": {"src_tokens": torch.ones(2, 5, dtype=torch.long)}},
+               {"id": torch.tensor([2]), "net_input": {"src_tokens": torch.ones(1, 40, dtype=torch.long)}}]
+    limits = length_limits(batches, max_len_a=1.2, max_len_b=10, max_positions=50)
+    assert limits == {0: 16, 1: 16, 2: 49}  # int(1.2 * 5 + 10); min(1.2 * 40 + 10, 50 - 1)
+    eos = 2
+    tokens = {0: [7] * 16 + [eos], 1: [7] * 15 + [eos], 2: [7] * 49 + [eos]}
+    assert count_at_limit(tokens, limits) == 2
+
+
+def test_default_length_limits_are_the_scripts():
+    """One pair of values: the benchmark's defaults are those of configs/length_limits.env."""
+    text = (REPO / "configs" / "length_limits.env").read_text()
+    assert f'MAX_LEN_A:={benchmark.DEFAULT_MAX_LEN_A}}}' in text and f'MAX_LEN_B:={benchmark.DEFAULT_MAX_LEN_B}}}' in text
+    args = benchmark.build_parser().parse_args(["--data", "d", "--verifier", "v"])
+    assert (args.max_len_a, args.max_len_b) == (benchmark.DEFAULT_MAX_LEN_A, benchmark.DEFAULT_MAX_LEN_B)
 
 
 # ---------------------------------------------------------------------- bad input

@@ -111,7 +111,7 @@ def test_update_freq_two_counts_updates_not_batches(demo_data, training):
 def test_drafter_only_decoding_round_trip(demo_data, training):
     checkpoint, _, _ = training
     proc = cli(["fairseq-generate", demo_data["bin"], "--user-dir", USER_DIR, "--task", "specdec_translation",
-                "--block-size", "5", "--path", checkpoint, "--beam", "1", "--batch-size", "32",
+                "--path", checkpoint, "--beam", "1", "--batch-size", "32",
                 "--gen-subset", "test"])
     hyps = {}
     for line in proc.stdout.splitlines():

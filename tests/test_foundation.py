@@ -92,8 +92,8 @@ def test_interactive_speculative_equals_stock_greedy(demo_data, tiny_verifier, t
     common = [demo_data["bin"], "--user-dir", USER_DIR, "--path", tiny_verifier, "--beam", "1",
               "--source-lang", "en", "--target-lang", "de", "--buffer-size", "4", "--batch-size", "4"]
     stock = run(["fairseq-interactive", *common], input=text)
-    spec = run(["fairseq-interactive", *common, "--task", "specdec_translation", "--drafter-path", tiny_drafter,
-                "--block-size", "5"], input=text)
+    spec = run(["fairseq-interactive", *common, "--task", "specdec_translation", "--drafter-path", tiny_drafter],
+               input=text)
 
     def hyps(out):
         return [line.split("\t")[2] for line in out.splitlines() if line.startswith("H-")]
@@ -110,7 +110,8 @@ def test_hub_interface_decodes_speculatively(demo_data, tiny_verifier, tiny_draf
     sentences = (demo_data["root"] / "prep" / "bpe" / "test.en").read_text().splitlines()[:8]
     stock = TransformerModel.from_pretrained(str(tiny_verifier.parent), tiny_verifier.name, str(demo_data["bin"]))
     spec = fairseq_specdec.hub.from_pretrained(str(tiny_verifier.parent), tiny_verifier.name, str(demo_data["bin"]),
-                                               drafter_path=str(tiny_drafter), block_size=5, beta=1)
+                                               drafter_path=str(tiny_drafter), beta=1)
     assert type(spec.task).__name__ == "SpecDecTranslationTask"
     assert spec.translate(sentences, beam=1) == stock.translate(sentences, beam=1)
     assert spec.task.decoding_stats.sentences == len(sentences)
+    assert spec.task.block_size == 5  # no block_size given: the drafter's k

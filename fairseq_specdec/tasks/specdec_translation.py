@@ -10,6 +10,8 @@ from fairseq.tasks import register_task
 from omegaconf import II
 from fairseq.tasks.translation import TranslationConfig, TranslationTask
 
+from fairseq_specdec.block_size import (
+    DEFAULT_BLOCK_SIZE, check_block_size, decoding_block_size, trained_block_size)
 from fairseq_specdec.blocks import make_block_batch, sample_cut_points
 from fairseq_specdec.feature_blocks import pick_cuts
 from fairseq_specdec.drafter_generator import DrafterGenerator
@@ -28,8 +30,11 @@ logger = logging.getLogger(__name__)
 
 @dataclass
 class SpecDecTranslationConfig(TranslationConfig):
-    block_size: int = field(
-        default=25, metadata={"help": "k: tokens the drafter predicts per forward, in training and decoding"}
+    block_size: Optional[int] = field(
+        default=None,
+        metadata={"help": f"k: tokens the drafter predicts per forward. Training: default {DEFAULT_BLOCK_SIZE}. "
+                  "Decoding: default the k the drafter checkpoint was trained with; a different value "
+                  "overrides it (with a warning)"},
     )
     drafter_path: Optional[str] = field(
         default=None,
@@ -85,8 +90,10 @@ class SpecDecTranslationTask(TranslationTask):
 
     def __init__(self, cfg: SpecDecTranslationConfig, src_dict, tgt_dict):
         super().__init__(cfg, src_dict, tgt_dict)
-        if cfg.block_size < 1:
-            raise ValueError(f"--block-size must be >= 1, got {cfg.block_size}")
+        check_block_size(cfg.block_size)
+        # k in use: training's until a drafter checkpoint is loaded, then that drafter's
+        # (see build_model); --block-size, when given, wins in both
+        self.block_size = cfg.block_size if cfg.block_size is not None else DEFAULT_BLOCK_SIZE
         if cfg.eval_bleu:
             raise ValueError("--eval-bleu is not available with specdec_translation; validation reports block accuracy")
         if cfg.ngram_order < 1:
@@ -101,12 +108,16 @@ class SpecDecTranslationTask(TranslationTask):
     # ------------------------------------------------------------------ training
     def build_model(self, cfg, from_checkpoint=False):
         model = super().build_model(cfg, from_checkpoint)
-        if isinstance(model, SpecDrafterModel) and not from_checkpoint:
-            if cfg.share_verifier_encoder and not cfg.init_from_verifier:
-                raise ValueError("--share-verifier-encoder keeps the verifier's encoder: give the verifier "
-                                 "checkpoint with --init-from-verifier PATH")
-            if cfg.init_from_verifier:
-                model.init_from_verifier(cfg.init_from_verifier)
+        if not isinstance(model, SpecDrafterModel):
+            return model
+        if from_checkpoint:  # a drafter to decode with (--drafter-path, or drafter-only as --path): its k
+            self.block_size = decoding_block_size(self.cfg.block_size, trained_block_size(cfg))
+            return model
+        if cfg.share_verifier_encoder and not cfg.init_from_verifier:
+            raise ValueError("--share-verifier-encoder keeps the verifier's encoder: give the verifier "
+                             "checkpoint with --init-from-verifier PATH")
+        if cfg.init_from_verifier:
+            model.init_from_verifier(cfg.init_from_verifier)
         return model
 
     def block_sample(self, sample, generator: torch.Generator, model=None):
@@ -117,7 +128,7 @@ class SpecDecTranslationTask(TranslationTask):
             return self.feature_sample(sample, model, generator)
         target = sample["target"]
         cut = sample_cut_points(target.ne(self.tgt_dict.pad()).sum(1), generator)
-        batch = make_block_batch(target, cut, self.cfg.block_size, self.tgt_dict.pad(), self.tgt_dict.eos())
+        batch = make_block_batch(target, cut, self.block_size, self.tgt_dict.pad(), self.tgt_dict.eos())
         net_input = sample["net_input"]
         return {
             **sample,
@@ -125,7 +136,7 @@ class SpecDecTranslationTask(TranslationTask):
                 "src_tokens": net_input["src_tokens"],
                 "src_lengths": net_input["src_lengths"],
                 "prev_output_tokens": batch.prefix,
-                "block_size": self.cfg.block_size,
+                "block_size": self.block_size,
             },
             "target": batch.block_target,
             "ntokens": int(batch.block_target.ne(self.tgt_dict.pad()).sum()),
@@ -156,7 +167,7 @@ class SpecDecTranslationTask(TranslationTask):
                 "src_tokens": net_input["src_tokens"],
                 "src_lengths": net_input["src_lengths"],
                 "prev_output_tokens": net_input["prev_output_tokens"],
-                "block_size": self.cfg.block_size,
+                "block_size": self.block_size,
                 "verifier_states": states,
                 "target": sample["target"],
                 "cuts": pick_cuts(sample["target"].size(1), self.cfg.cuts_per_target, generator).to(states.device),
@@ -170,7 +181,7 @@ class SpecDecTranslationTask(TranslationTask):
         drafter's decoder reads a target prefix plus k queries: targets must leave room for k."""
         max_source, max_target = super().max_positions()
         if self.cfg.drafter_path is None and not self.cfg.ngram_drafter:
-            max_target -= self.cfg.block_size
+            max_target -= self.block_size  # the loaded drafter's k, or training's
         return max_source, max_target
 
     # ------------------------------------------------------------------ decoding
@@ -181,7 +192,7 @@ class SpecDecTranslationTask(TranslationTask):
                              "cannot decode alone: pass the verifier as --path and this checkpoint as --drafter-path")
         if isinstance(models[0], SpecDrafterModel):
             check_generation_options(args, prefix_allowed_tokens_fn, what="drafter-only decoding")
-            return DrafterGenerator(models, self.target_dictionary, block_size=self.cfg.block_size,
+            return DrafterGenerator(models, self.target_dictionary, block_size=self.block_size,
                                     stats=self.decoding_stats, **self.search_options(args))
         if self.cfg.drafter_path is None and not self.cfg.ngram_drafter:
             return super().build_generator(models, args, seq_gen_cls, extra_gen_cls_kwargs,
@@ -190,8 +201,9 @@ class SpecDecTranslationTask(TranslationTask):
         if args.beam != 1:
             logger.info(f"SpecDec keeps one hypothesis per sentence (greedy verification); --beam {args.beam} is not used")
         self.log_stats_at_exit()
-        return SpeculativeGenerator(models, self.target_dictionary, self.proposer_for(models[0]),
-                                    block_size=self.cfg.block_size, beta=self.cfg.beta, tau=self.cfg.tau,
+        proposer = self.proposer_for(models[0])  # loads the drafter, and with it its k (build_model)
+        return SpeculativeGenerator(models, self.target_dictionary, proposer,
+                                    block_size=self.block_size, beta=self.cfg.beta, tau=self.cfg.tau,
                                     stats=self.decoding_stats, **self.search_options(args))
 
     @staticmethod

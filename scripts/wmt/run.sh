@@ -5,7 +5,7 @@
 #   prepare         Moses tokenization, cleaning, joint BPE, fairseq binarization (joined dict)
 #   train-verifier  stock fairseq Transformer-base, then the average of its last checkpoints
 #   distill         translate the training set with the verifier (beam 5) and binarize it
-#   train-drafter   Spec-Drafter (specdec_drafter_base, k=25) on the distilled data, its
+#   train-drafter   Spec-Drafter (specdec_drafter_base, k from drafter.args) on the distilled data, its
 #                   encoder started from the verifier; then the average of its last checkpoints
 #   evaluate        test set: greedy, beam 5, SpecDec (beta=1), SpecDec relaxed (beta=3, tau=1)
 #                   -> RUN/eval/results.md (tokenized BLEU, compound split for EN-DE; sacreBLEU)
@@ -198,8 +198,8 @@ DISTILL=$CORPUS_DIR/distill.$SRC-$TGT
 RUN=$CKPT_ROOT/$PAIR
 VERIFIER_DIR=$RUN/verifier VERIFIER=$RUN/verifier/averaged.pt
 DRAFTER_DIR=$RUN/drafter DRAFTER=$RUN/drafter/averaged.pt
+# k is trained from drafter.args and recorded in the drafter checkpoint: decoding reads it there
 BLOCK_SIZE=$(arg_value "$CONFIG_DIR/drafter.args" --block-size)
-BLOCK_SIZE=${BLOCK_SIZE:-25}
 
 log "SpecDec recipe: $PAIR ($SRC -> $TGT), stages: $STAGES"
 log "config $CONFIG_DIR | data $CORPUS_DIR | run $RUN | GPUs: $LOCAL_GPUS here, training on $GPUS$DRY_NOTE"
@@ -246,7 +246,7 @@ if want train-drafter; then
   check_fp16 "$CONFIG_DIR/drafter.args"
   flags=$(train_flags "$CONFIG_DIR/drafter.args" "${DRAFTER_TOKENS_PER_UPDATE:-}")
   # shellcheck disable=SC2086
-  is_done "train the drafter (k=$BLOCK_SIZE, encoder from the verifier)" "$DRAFTER_DIR/train.done" || run bash \
+  is_done "train the drafter (k=${BLOCK_SIZE:-the default}, encoder from the verifier)" "$DRAFTER_DIR/train.done" || run bash \
     "$REPO_ROOT/scripts/train_drafter.sh" "$DISTILL/bin" "$DRAFTER_DIR" "$VERIFIER" "$CONFIG_DIR/drafter.args" $flags
   after_training "$DRAFTER_DIR" "$DRAFTER_AVERAGE"
 fi
@@ -259,7 +259,7 @@ if want evaluate; then
   # shellcheck disable=SC2046,SC2086
   gen=(fairseq-generate "$PREP/bin" --user-dir "$USER_DIR" --gen-subset test --source-lang "$SRC" --target-lang "$TGT"
        --path "$VERIFIER" --remove-bpe $KEEP_ALL $(read_args "$CONFIG_DIR/generate.args") $FP16_GEN)
-  specdec=(--task specdec_translation --drafter-path "$DRAFTER" --block-size "$BLOCK_SIZE" --beam 1)
+  specdec=(--task specdec_translation --drafter-path "$DRAFTER" --beam 1)
   is_done "decode the test set: verifier greedy" "$EVAL/greedy.txt" || decode "$EVAL/greedy.txt" "${gen[@]}" --beam 1
   is_done "decode the test set: verifier beam 5" "$EVAL/beam5.txt" || decode "$EVAL/beam5.txt" "${gen[@]}" --beam 5
   is_done "decode the test set: SpecDec (beta=1)" "$EVAL/specdec.txt" || decode "$EVAL/specdec.txt" \
@@ -270,7 +270,7 @@ if want evaluate; then
   [ "$TGT" = de ] && compound=(--compound-split)
   is_done "score the test set" "$EVAL/results.md" || run "$PYTHON" "$HERE/score.py" \
     --row "greedy=$EVAL/greedy.txt" --row "beam5=$EVAL/beam5.txt" --row "specdec=$EVAL/specdec.txt" \
-    --row "specdec_relaxed=$EVAL/specdec_relaxed.txt" --block-size "$BLOCK_SIZE" --beta "$RELAXED_BETA" \
+    --row "specdec_relaxed=$EVAL/specdec_relaxed.txt" --beta "$RELAXED_BETA" \
     --tau "$RELAXED_TAU" --tok-ref "$PREP/tok/test.$TGT" --raw-ref "$RAW/test.$TGT" --lang "$TGT" \
     ${compound[@]+"${compound[@]}"} --title "$PAIR" --out-md "$EVAL/results.md" --out-json "$EVAL/results.json"
   [ "${DRY_RUN:-0}" = 1 ] || cat "$EVAL/results.md"
@@ -286,7 +286,7 @@ if want benchmark; then
     run mkdir -p "$BENCH.tmp"
     run_to "$BENCH.tmp/stdout.md" "$PYTHON" -m fairseq_specdec.benchmark --data "$PREP/bin" \
       --source-lang "$SRC" --target-lang "$TGT" --verifier "$VERIFIER" --drafter "$DRAFTER" \
-      --batch-sizes "$BENCH_BATCH_SIZES" --block-size "$BLOCK_SIZE" --beta "$RELAXED_BETA" --tau "$RELAXED_TAU" \
+      --batch-sizes "$BENCH_BATCH_SIZES" --beta "$RELAXED_BETA" --tau "$RELAXED_TAU" \
       --modes greedy,beam5,specdec,specdec_relaxed $BENCH_DEVICE \
       ${BENCH_MAX_SENTENCES:+--max-sentences "$BENCH_MAX_SENTENCES"} ${BENCH_FLAGS:-} --out-dir "$BENCH.tmp"
     run mv "$BENCH.tmp" "$BENCH"

@@ -15,10 +15,10 @@ For each decoding (a fairseq-generate output with --remove-bpe, H-<id> lines):
 
 It also reports how many hypotheses are identical to the row named by --same-as (greedy:
 lossless SpecDec must reproduce it), the time fairseq-generate reported, and SpecDec's
-tokens per iteration when the log has them.
+tokens per iteration and k (in the SpecDec labels) when the log has them.
 
 usage: score.py --row NAME=GEN_FILE [--row ...] --tok-ref tok/test.de --raw-ref raw/test.de
-                --lang de [--compound-split] [--same-as greedy] [--block-size K --beta B --tau T]
+                --lang de [--compound-split] [--same-as greedy] [--beta B --tau T]
                 [--title TITLE] --out-md T.md --out-json T.json
 NAME is greedy, beam5, specdec or specdec_relaxed (labelled as such), or any other name.
 """
@@ -33,6 +33,7 @@ from sacremoses import MosesDetokenizer
 
 TRANSLATED = re.compile(r"Translated ([\d,]+) sentences \(([\d,]+) tokens\) in ([\d.]+)s")
 SPECDEC = re.compile(r"SpecDec: \d+ sentences \| ([\d.]+) tokens per iteration")
+BLOCK_SIZE = re.compile(r"decoding with k=(\d+)")  # fairseq_specdec.block_size: the k used
 COMPOUND = re.compile(r"(\S)-(\S)")
 
 
@@ -56,8 +57,8 @@ def read_hypotheses(path, n):
 
 
 def log_figures(paths):
-    """(seconds, tokens per SpecDec iteration) found in fairseq-generate's output or log."""
-    seconds = tokens_per_iter = None
+    """(seconds, tokens per SpecDec iteration, k) found in fairseq-generate's output or log."""
+    seconds = tokens_per_iter = k = None
     for path in paths:
         if not os.path.exists(path):
             continue
@@ -69,7 +70,10 @@ def log_figures(paths):
                 m = SPECDEC.search(line)
                 if m:
                     tokens_per_iter = float(m.group(1))
-    return seconds, tokens_per_iter
+                m = BLOCK_SIZE.search(line)
+                if m:
+                    k = int(m.group(1))
+    return seconds, tokens_per_iter, k
 
 
 def compound_split(line):
@@ -92,7 +96,6 @@ def main(argv=None):
     parser.add_argument("--compound-split", action="store_true")
     parser.add_argument("--same-as", default="greedy", help="row the others are compared with, line by line")
     parser.add_argument("--title", default="")
-    parser.add_argument("--block-size", type=int, help="k, for the SpecDec labels")
     parser.add_argument("--beta", type=int, default=3, help="beta of specdec_relaxed, for its label")
     parser.add_argument("--tau", type=float, default=1.0, help="tau of specdec_relaxed, for its label")
     parser.add_argument("--out-md", required=True)
@@ -104,17 +107,16 @@ def main(argv=None):
         raise SystemExit(f"error: {args.tok_ref} has {len(tok_refs)} lines, {args.raw_ref} {len(raw_refs)}")
     detok = MosesDetokenizer(lang=args.lang)
     rows, outputs = [], {}
-    k = f"k={args.block_size}, " if args.block_size else ""
-    labels = {"greedy": "Verifier, greedy", "beam5": "Verifier, beam 5", "specdec": f"SpecDec ({k}beta=1)",
-              "specdec_relaxed": f"SpecDec relaxed ({k}beta={args.beta}, tau={args.tau:g})"}
     for row in args.row:
         name, sep, gen = row.partition("=")
         if not sep or not name or not gen:
             parser.error(f"--row {row!r}: expected NAME=GEN_FILE")
-        label = labels.get(name, name)
         hyps = read_hypotheses(gen, len(tok_refs))
         outputs[name] = hyps
-        seconds, tokens_per_iter = log_figures([gen, gen + ".log"])
+        seconds, tokens_per_iter, block_size = log_figures([gen, gen + ".log"])
+        k = f"k={block_size}, " if block_size else ""
+        label = {"greedy": "Verifier, greedy", "beam5": "Verifier, beam 5", "specdec": f"SpecDec ({k}beta=1)",
+                 "specdec_relaxed": f"SpecDec relaxed ({k}beta={args.beta}, tau={args.tau:g})"}.get(name, name)
         detok_hyps = [detok.detokenize(h.split()) for h in hyps]
         metric = sacrebleu.BLEU()
         sacre = metric.corpus_score(detok_hyps, [raw_refs])

@@ -1,0 +1,150 @@
+"""k comes with the drafter: SpecDec, drafter-only decoding and the benchmark decode
+with the k the drafter checkpoint records (tiny_drafter: 5; copies of it rewritten to
+record 7, none, or args-style), unless --block-size overrides it, with a warning. (The hub:
+test_foundation.py.)"""
+import contextlib
+import copy
+import io
+import logging
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+
+REPO = Path(__file__).resolve().parents[1]
+if str(REPO) not in sys.path:
+    sys.path.insert(0, str(REPO))
+
+import fairseq_specdec  # noqa: E402,F401
+from fairseq import checkpoint_utils, options, tasks  # noqa: E402
+from fairseq.dataclass.utils import convert_namespace_to_omegaconf  # noqa: E402
+
+from conftest import USER_DIR  # noqa: E402
+from fairseq_specdec import benchmark  # noqa: E402
+from fairseq_specdec.block_size import DEFAULT_BLOCK_SIZE  # noqa: E402
+
+TRAINED_K = 5  # conftest.train_drafter's --block-size
+
+
+def generation_setup(data, path, extra=()):
+    """fairseq-generate's steps: task, models (no --block-size unless in ``extra``), generator, first batch."""
+    parser = options.get_generation_parser()
+    args = options.parse_args_and_arch(parser, [str(data), "--user-dir", USER_DIR, "--task", "specdec_translation",
+                                                "--path", str(path), "--beam", "1", *extra])
+    cfg = convert_namespace_to_omegaconf(args)
+    task = tasks.setup_task(cfg.task)
+    models, saved_cfg = checkpoint_utils.load_model_ensemble([str(path)], task=task)
+    for model in models:
+        model.eval()
+    generator = task.build_generator(models, cfg.generation)
+    task.load_dataset("test", task_cfg=saved_cfg.task)
+    itr = task.get_batch_iterator(dataset=task.dataset("test"), max_sentences=8, disable_iterator_cache=True,
+                                  max_positions=task.max_positions()).next_epoch_itr(shuffle=False)
+    return task, models, generator, next(iter(itr))
+
+
+def drafter_recording(src, dst, edit):
+    """A copy of the drafter checkpoint ``src`` whose saved config ``edit`` rewrote."""
+    state = torch.load(src, map_location="cpu", weights_only=False)
+    edit(state)
+    torch.save(state, dst)
+    return dst
+
+
+def recorded(k):
+    def edit(state):
+        state["cfg"]["task"]["block_size"] = k
+        state["cfg"]["model"].block_size = k  # the namespace of every training flag mirrors the task's
+    return edit
+
+
+def args_style(k):
+    def edit(state):  # a checkpoint from before fairseq's hydra configs: only "args"
+        args = copy.copy(state["cfg"]["model"])
+        args.block_size = k
+        state["args"], state["cfg"] = args, None
+    return edit
+
+
+def no_block_size(state):
+    del state["cfg"]["task"]["block_size"]
+    del state["cfg"]["model"].block_size
+
+
+def k_warnings(caplog):
+    return [r.getMessage() for r in caplog.records
+            if r.name == "fairseq_specdec.block_size" and r.levelno >= logging.WARNING]
+
+
+def test_checkpoint_records_the_trained_k(tiny_drafter):
+    state = checkpoint_utils.load_checkpoint_to_cpu(str(tiny_drafter))
+    # where it is read (the model config fairseq hands to build_model) equals the task config
+    assert state["cfg"]["task"]["block_size"] == state["cfg"]["model"].block_size == TRAINED_K
+
+
+def test_specdec_decodes_with_the_drafters_k(demo_data, tiny_verifier, tiny_drafter, caplog):
+    caplog.set_level(logging.INFO)
+    task, models, generator, sample = generation_setup(demo_data["bin"], tiny_verifier,
+                                                       ["--drafter-path", str(tiny_drafter)])
+    assert task.cfg.block_size is None and task.block_size == generator.block_size == TRAINED_K
+    drafted = []
+    propose = generator.drafter.propose
+    generator.drafter.propose = lambda state, prefix, k: drafted.append(k) or propose(state, prefix, k)
+    generator.generate(models, sample)
+    assert drafted and set(drafted) == {TRAINED_K}
+    assert not k_warnings(caplog)
+    assert f"decoding with k={TRAINED_K}, the drafter's" in caplog.text
+
+
+@pytest.mark.parametrize("edit,trained", [(recorded(7), 7), (args_style(7), 7), (recorded(None), DEFAULT_BLOCK_SIZE),
+                                          (no_block_size, DEFAULT_BLOCK_SIZE)],
+                         ids=["k7", "args-style-k7", "trained-with-the-default", "records-none"])
+def test_specdec_reads_k_from_any_checkpoint(demo_data, tiny_verifier, tiny_drafter, tmp_path, caplog, edit, trained):
+    drafter = drafter_recording(tiny_drafter, tmp_path / "drafter.pt", edit)
+    task, _, generator, _ = generation_setup(demo_data["bin"], tiny_verifier, ["--drafter-path", str(drafter)])
+    assert task.block_size == generator.block_size == trained
+    # a checkpoint without any k is the one case worth a warning
+    assert bool(k_warnings(caplog)) == (edit is no_block_size)
+
+
+def test_explicit_block_size_wins_and_warns(demo_data, tiny_verifier, tiny_drafter, caplog):
+    task, _, generator, _ = generation_setup(demo_data["bin"], tiny_verifier,
+                                             ["--drafter-path", str(tiny_drafter), "--block-size", "3"])
+    assert task.block_size == generator.block_size == 3
+    (warning,) = k_warnings(caplog)
+    assert "--block-size 3" in warning and f"k={TRAINED_K}" in warning
+    caplog.clear()
+    generation_setup(demo_data["bin"], tiny_verifier, ["--drafter-path", str(tiny_drafter), "--block-size",
+                                                       str(TRAINED_K)])
+    assert not k_warnings(caplog)  # the same k: nothing to warn about
+
+
+@pytest.mark.parametrize("requested", [None, 7])
+def test_drafter_only_decoding_uses_the_drafters_k(demo_data, tiny_drafter, caplog, requested):
+    extra = [] if requested is None else ["--block-size", str(requested)]
+    task, models, generator, sample = generation_setup(demo_data["bin"], tiny_drafter, extra)
+    k = requested or TRAINED_K
+    assert task.block_size == generator.block_size == k
+    # the drafter's decoder reads a prefix plus k queries: targets are filtered to leave room for k
+    assert task.max_positions()[1] == task.cfg.max_target_positions - k
+    generator.generate(models, sample)
+    hist = generator.stats.accepted_histogram  # [n] = iterations that committed n drafted tokens
+    assert len(hist) == k + 1 and hist[k] > 0  # whole blocks of k, and never more
+    assert bool(k_warnings(caplog)) == (requested is not None)
+
+
+@pytest.mark.parametrize("requested", [None, 3])
+def test_benchmark_uses_the_drafters_k(demo_data, tiny_verifier, tiny_drafter, caplog, requested):
+    argv = ["--data", str(demo_data["bin"]), "--verifier", str(tiny_verifier), "--drafter", str(tiny_drafter),
+            "--modes", "specdec", "--max-sentences", "4", "--batch-sizes", "4", "--repeats", "1", "--warmup", "0",
+            "--ctranslate2", "off", "--no-plots"]
+    if requested is not None:
+        argv += ["--block-size", str(requested)]
+    with contextlib.redirect_stdout(io.StringIO()):
+        report = benchmark.main(argv)
+    k = requested or TRAINED_K
+    assert report["config"]["block_size"] == k
+    (row,) = report["rows"]
+    assert len(row["accepted_histogram"]) <= k + 1  # never more than k drafts accepted
+    assert bool(k_warnings(caplog)) == (requested is not None)
