@@ -146,9 +146,12 @@ class OracleDrafter:
 
 def make_proposer(drafter_model, tgt_dict, verifier):
     """The drafting side for a trained drafter checkpoint's model, next to ``verifier``."""
-    from fairseq_specdec.feature_drafting import FeatureDrafter
+    from fairseq_specdec.feature_drafting import ChainDrafter, FeatureDrafter
+    from fairseq_specdec.models.chain_drafter import SpecChainDrafterModel
     from fairseq_specdec.models.feature_drafter import SpecFeatureDrafterModel
 
+    if isinstance(drafter_model, SpecChainDrafterModel):
+        return ChainDrafter(drafter_model, tgt_dict, verifier=verifier)
     if isinstance(drafter_model, SpecFeatureDrafterModel):
         return FeatureDrafter(drafter_model, tgt_dict, verifier=verifier)
     return NARDrafter(drafter_model, tgt_dict, verifier=verifier)

@@ -1,6 +1,7 @@
-"""Drafting with a feature drafter (``specdec_feature_drafter``): the drafter keeps one
-slot per committed token, built from the verifier's own top-layer states that
-verification hands over (``observe``), and drafts k tokens from them in one forward."""
+"""Drafting from the verifier's own states: the drafter keeps one slot per committed
+token, built from the verifier's top-layer states that verification hands over
+(``observe``). ``FeatureDrafter`` (``specdec_feature_drafter``) drafts k tokens from them
+in one forward; ``ChainDrafter`` (``specdec_chain_drafter``) chains k one-token steps."""
 from dataclasses import dataclass
 from typing import Dict, List
 
@@ -25,6 +26,7 @@ class FeatureDrafter:
         self.model = model
         self.reuses_verifier_encoder = verifier is not None and same_encoder(model.encoder, verifier.encoder)
         self.forbidden = forbidden_tokens(tgt_dict)
+        self.bos = tgt_dict.eos()  # fairseq decodes from eos
 
     def start(self, net_input: Dict[str, Tensor], verifier_encoder_out=None) -> FeatureDraftState:
         if self.reuses_verifier_encoder and verifier_encoder_out is not None:
@@ -78,3 +80,42 @@ class FeatureDrafter:
         logits = self.model.decoder.forward_block(slots, slot_pad, block_size, state.encoder_out)  # B x k x V
         logits[..., self.forbidden.to(logits.device)] = float("-inf")
         return logits
+
+
+class ChainDrafter(FeatureDrafter):
+    """Drafts with a trained ``specdec_chain_drafter``: k steps, each predicting the
+    verifier's next state from the slots so far, reading its token through the verifier's
+    output projection, and appending (predicted state, token) as a new slot."""
+
+    def start(self, net_input: Dict[str, Tensor], verifier_encoder_out=None) -> FeatureDraftState:
+        state = super().start(net_input, verifier_encoder_out)
+        bsz = state.slots.size(0)
+        bos = torch.full((bsz,), self.bos, dtype=torch.long, device=state.slots.device)
+        state.slots[:, :1] = self.model.decoder.start_input(bsz, bos)
+        return FeatureDraftState(state.encoder_out, state.slots, state.length + 1, 1)
+
+    def propose(self, state: FeatureDraftState, prefix: Tensor, block_size: int) -> Tensor:
+        return self.propose_with_confidence(state, prefix, block_size)[0]
+
+    def propose_with_confidence(self, state: FeatureDraftState, prefix: Tensor, block_size: int):
+        """B x k drafts and the drafter's softmax probability of each (B x k)."""
+        decoder = self.model.decoder
+        width = prefix.size(1)  # BOS + most committed tokens = most slots of any row
+        bsz = prefix.size(0)
+        x = torch.cat([state.slots[:, :width], state.slots.new_zeros(bsz, block_size, state.slots.size(2))], dim=1)
+        length = state.length.clone()
+        rows = torch.arange(bsz, device=prefix.device)
+        tokens, probs = [], []
+        for i in range(block_size):
+            span = width + i
+            pad = torch.arange(span, device=prefix.device).unsqueeze(0) >= length.unsqueeze(1)
+            predicted = decoder.predict_states(x[:, :span], pad, state.encoder_out)[rows, length - 1]  # B x C
+            logits = decoder.output_layer(predicted)
+            logits[..., self.forbidden.to(logits.device)] = float("-inf")
+            lprobs = torch.log_softmax(logits.float(), dim=-1)
+            token = lprobs.argmax(-1)
+            tokens.append(token)
+            probs.append(lprobs.gather(-1, token.unsqueeze(-1)).squeeze(-1).exp())
+            x[rows, length] = decoder.slot_inputs(predicted.unsqueeze(1), token.unsqueeze(1))[:, 0]
+            length = length + 1
+        return torch.stack(tokens, 1), torch.stack(probs, 1)

@@ -2,8 +2,10 @@
 # The main job: the whole SpecDec pipeline on the embedded demo corpus, on CPU.
 #   1 generate the demo corpus      2 tokenize, BPE, binarize      3 train the verifier
 #   4 verifier BLEU (greedy, beam 5) 5 distill the training set    6 train the drafter
-#   7 decode the test set four ways (greedy, beam 5, SpecDec lossless, SpecDec relaxed), plus
-#     SpecDec with perfect drafts (the bounds), at batch sizes 1, 8, 32
+#   7 decode the test set: greedy, beam 5, SpecDec lossless and relaxed with the trained
+#     drafter, with the model-free n-gram drafter alone and combined, and with perfect drafts
+#     (the bounds), at batch sizes 1, 8, 32
+# Each step's wall time is printed at the end (and kept in WORK/step_times.txt).
 # Run it again to resume: finished steps are skipped. WORK (default work/demo) holds
 # everything; sizes live in configs/demo.env, the length limits of every decoding step in
 # configs/length_limits.env (MAX_LEN_A, MAX_LEN_B). SKIP_INSTALL=1 skips the install step.
@@ -14,45 +16,59 @@ WORK=${WORK:-$REPO_ROOT/work/demo}
 SRC=en TGT=de
 mkdir -p "$WORK"
 
+install_start=$SECONDS
 [ "${SKIP_INSTALL:-0}" = 1 ] || bash "$REPO_ROOT/scripts/install.sh"
 start=$SECONDS
+step_start=$SECONDS
+times=$(printf 'install\t%s s' "$((start - install_start))")
+# step_done NAME: record the wall time since the previous step ended
+step_done() { times+=$(printf '\n%s\t%s s' "$1" "$((SECONDS - step_start))"); step_start=$SECONDS; }
 
 is_done "1/7 generate the demo corpus" "$WORK/raw/train.$TGT" || run "$PYTHON" "$REPO_ROOT/data/make_demo_corpus.py" \
   --out-dir "$WORK/raw" --train "$DEMO_TRAIN" --valid "$DEMO_VALID" --test "$DEMO_TEST" --seed "$DEMO_SEED"
+step_done "1 corpus"
 
 log "2/7 prepare the data"
 bash "$REPO_ROOT/scripts/prepare_bitext.sh" "$WORK/raw" "$WORK/prep" "$SRC" "$TGT" "$DEMO_BPE_MERGES"
 DATA=$WORK/prep/bin
+step_done "2 data"
 
 log "3/7 train the verifier (stock fairseq transformer)"
 bash "$REPO_ROOT/scripts/train_verifier.sh" "$DATA" "$WORK/verifier" "$REPO_ROOT/configs/verifier_demo.args" \
   --no-progress-bar ${DEMO_VERIFIER_UPDATES:+--max-update "$DEMO_VERIFIER_UPDATES"}
 VERIFIER=$WORK/verifier/checkpoint_last.pt
+step_done "3 verifier"
 
 is_done "4/7 verifier BLEU on the test set" "$WORK/verifier_bleu.txt" || run_to "$WORK/verifier_bleu.txt" \
   bash "$REPO_ROOT/scripts/score_verifier.sh" "$DATA" "$VERIFIER" "$WORK/raw/test.$TGT" "$TGT"
 cat "$WORK/verifier_bleu.txt"
+step_done "4 verifier BLEU"
 
 log "5/7 distill the training set with the verifier (beam $DEMO_DISTILL_BEAM)"
 BEAM=$DEMO_DISTILL_BEAM bash "$REPO_ROOT/scripts/distill.sh" "$DATA" "$WORK/prep/bpe" "$VERIFIER" \
   "$WORK/distill" "$SRC" "$TGT"
+step_done "5 distillation"
 
-log "6/7 train the drafter on the distilled data, encoder from the verifier"
+log "6/7 train the drafter on the distilled data ($DEMO_DRAFTER_CONFIG)"
 bash "$REPO_ROOT/scripts/train_drafter.sh" "$WORK/distill/bin" "$WORK/drafter" "$VERIFIER" \
-  "$REPO_ROOT/configs/drafter_demo.args" --no-progress-bar ${DEMO_BLOCK_SIZE:+--block-size "$DEMO_BLOCK_SIZE"} \
+  "$REPO_ROOT/$DEMO_DRAFTER_CONFIG" --no-progress-bar ${DEMO_BLOCK_SIZE:+--block-size "$DEMO_BLOCK_SIZE"} \
   ${DEMO_DRAFTER_UPDATES:+--max-update "$DEMO_DRAFTER_UPDATES"}
 DRAFTER=$WORK/drafter/checkpoint_last.pt
+step_done "6 drafter"
 
-log "7/7 decode the test set four ways (and the perfect-draft bounds) at batch sizes $DEMO_BENCH_BATCH_SIZES (CPU)"
+log "7/7 decode the test set (greedy, beam 5, SpecDec with each drafter, the perfect-draft bounds) at batch sizes $DEMO_BENCH_BATCH_SIZES (CPU)"
 limit=()
 [ "$DEMO_BENCH_SENTENCES" -gt 0 ] && limit=(--max-sentences "$DEMO_BENCH_SENTENCES")
 is_done "benchmark" "$WORK/results/benchmark.json" || {
   run "$PYTHON" -m fairseq_specdec.benchmark \
     --data "$DATA" --verifier "$VERIFIER" --drafter "$DRAFTER" \
-    --batch-sizes "$DEMO_BENCH_BATCH_SIZES" --modes greedy,beam5,specdec,specdec_relaxed --bounds \
+    --batch-sizes "$DEMO_BENCH_BATCH_SIZES" --modes greedy,beam5,specdec,specdec_relaxed,specdec_ngram,specdec_combined --bounds \
+    --ngram-data "$WORK/distill/bin" \
     --repeats "$DEMO_BENCH_REPEATS" --warmup 1 --max-len-a "$MAX_LEN_A" --max-len-b "$MAX_LEN_B" \
     "${limit[@]}" --out-dir "$WORK/results.tmp"
   run mv "$WORK/results.tmp" "$WORK/results"
 }
 cat "$WORK/results/table.md" 2>/dev/null || true
-log "demo finished in $((SECONDS - start)) s; outputs in $WORK"
+step_done "7 benchmark"
+printf '%s\n' "$times" | tee "$WORK/step_times.txt"
+log "demo finished in $((SECONDS - start)) s after installing ($((start - install_start)) s); outputs in $WORK"

@@ -105,3 +105,14 @@ def feature_drafter(demo_data, tiny_verifier):
          "--block-size", "5", *TRAIN_OPTS, "--max-update", "60", "--save-dir", save,
          "--init-from-verifier", tiny_verifier, "--share-verifier-encoder", "--init-decoder-from-verifier"])
     return save / "checkpoint_last.pt"
+
+
+@pytest.fixture(scope="session")
+def chain_drafter(demo_data, tiny_verifier):
+    """A tiny chain drafter (EAGLE-style, k=5) trained for 60 updates."""
+    save = demo_data["root"] / "drafter_chain"
+    run(["fairseq-train", demo_data["bin"], "--user-dir", USER_DIR, "--task", "specdec_translation",
+         "--arch", "specdec_drafter_chain_tiny", *TINY_MODEL, "--criterion", "specdec_chain", "--kd-weight", "0.5",
+         "--block-size", "5", *TRAIN_OPTS, "--max-update", "60", "--save-dir", save,
+         "--init-from-verifier", tiny_verifier, "--share-verifier-encoder", "--init-decoder-from-verifier"])
+    return save / "checkpoint_last.pt"

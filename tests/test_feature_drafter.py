@@ -1,9 +1,11 @@
-"""The feature drafter (reads the verifier's decoder states): what it drafts while
-decoding equals what its training layout computes for the same prefix, and SpecDec with
-it is lossless (beta=1 equals greedy) at batch 1 and 16."""
+"""The drafters that read the verifier's decoder states (the feature drafter, block-wise,
+and the chain drafter, EAGLE-style): what they draft while decoding equals what their
+training layout computes for the same prefix, and SpecDec with them is lossless (beta=1
+equals greedy) at batch 1 and 16."""
+import pytest
 import torch
 
-from fairseq_specdec.feature_drafting import FeatureDrafter
+from fairseq_specdec.feature_drafting import ChainDrafter, FeatureDrafter
 from fairseq_specdec.speculative_generator import SpeculativeGenerator
 from fairseq_specdec.verifier_features import TeacherVerifier
 
@@ -27,10 +29,10 @@ class Recording:
         return drafts
 
 
-def loaded(demo_data, tiny_verifier, feature_drafter):
-    cfg, task, models = setup(demo_data, tiny_verifier, ["--drafter-path", str(feature_drafter)])
+def loaded(demo_data, tiny_verifier, drafter, kind=FeatureDrafter):
+    cfg, task, models = setup(demo_data, tiny_verifier, ["--drafter-path", str(drafter)])
     generator = task.build_generator(models, cfg.generation)
-    assert isinstance(generator, SpeculativeGenerator) and isinstance(generator.drafter, FeatureDrafter)
+    assert isinstance(generator, SpeculativeGenerator) and type(generator.drafter) is kind
     assert generator.drafter.reuses_verifier_encoder
     return task, models, generator
 
@@ -59,8 +61,10 @@ def test_drafts_while_decoding_equal_the_training_layout(demo_data, tiny_verifie
             assert logits.argmax(-1).tolist() == drafts.tolist(), f"after {m} committed tokens"
 
 
-def test_feature_drafter_is_lossless_at_batch_1_and_16(demo_data, tiny_verifier, feature_drafter):
-    task, models, generator = loaded(demo_data, tiny_verifier, feature_drafter)
+@pytest.mark.parametrize("which", ["feature_drafter", "chain_drafter"])
+def test_state_drafters_are_lossless_at_batch_1_and_16(request, demo_data, tiny_verifier, which):
+    kind = FeatureDrafter if which == "feature_drafter" else ChainDrafter
+    task, models, generator = loaded(demo_data, tiny_verifier, request.getfixturevalue(which), kind)
     for batch_size in (1, 16):
         samples = batches(task, batch_size)
         want = greedy(models, task.target_dictionary, samples)
@@ -68,4 +72,30 @@ def test_feature_drafter_is_lossless_at_batch_1_and_16(demo_data, tiny_verifier,
         assert_same_tokens(got, want)
     stats = task.decoding_stats
     assert stats.accepted_drafts > 0
-    print(f"feature drafter: {stats.committed_tokens / stats.iterations:.2f} tokens per iteration")
+    print(f"{which}: {stats.committed_tokens / stats.iterations:.2f} tokens per iteration")
+
+
+def test_chain_drafts_follow_the_teacher_forced_states(demo_data, tiny_verifier, chain_drafter):
+    """Each iteration's first draft is what the teacher-forced chain predicts at that
+    position (later drafts read the drafter's own predicted states, by design)."""
+    task, models, generator = loaded(demo_data, tiny_verifier, chain_drafter, ChainDrafter)
+    drafter = generator.drafter
+    recording = Recording(drafter)
+    generator.drafter = recording
+    sample = batches(task, 1)[7]
+    with torch.no_grad():
+        output = generator.generate(models, sample)[0][0]["tokens"].unsqueeze(0)  # 1 x T
+    eos = task.target_dictionary.eos()
+    prev = torch.cat([output.new_full((1, 1), eos), output[:, :-1]], 1)
+    net_input = {**sample["net_input"], "prev_output_tokens": prev}
+    with torch.no_grad():
+        states, _, encoder_out = TeacherVerifier(models[0], "in-memory").run(
+            net_input, like=next(drafter.model.parameters()))
+        predicted = drafter.model.decoder.forward_teacher(states, prev, output, encoder_out)  # 1 x T x C
+        logits = drafter.model.decoder.output_layer(predicted)
+        logits[..., drafter.forbidden] = float("-inf")
+    expected = logits.argmax(-1)[0].tolist()
+    assert len(recording.calls) >= 2
+    for prefix, drafts in recording.calls:
+        m = int(prefix.ne(task.target_dictionary.pad()).sum()) - 1  # committed tokens
+        assert drafts[0, 0].item() == expected[m], f"after {m} committed tokens"

@@ -57,13 +57,17 @@ class FeatureDrafterDecoder(TransformerDecoderBase):
     def run_layers(self, slots: Tensor, slot_pad: Tensor, queries: Tensor, allowed: Tensor,
                    encoder_out: Dict[str, List[Tensor]]) -> Tensor:
         """Hidden states of the queries (B x Q x C) after the layers (and final norm)."""
-        num_slots = slots.size(1)
         x = torch.cat([slots, queries], dim=1)  # B x (S+Q) x C
+        pad = torch.cat([slot_pad, slot_pad.new_zeros(queries.shape[:2])], dim=1)  # B x L
+        return self.run(x, pad, allowed, encoder_out)[:, slots.size(1):]
+
+    def run(self, x: Tensor, pad: Tensor, allowed: Tensor, encoder_out: Dict[str, List[Tensor]]) -> Tensor:
+        """The layers (and final norm) over B x L x C inputs whose attention ``allowed``
+        (L x L) permits and ``pad`` (B x L, True = no input) masks: B x L x C."""
         if self.layernorm_embedding is not None:
             x = self.layernorm_embedding(x)
         x = self.dropout_module(x).transpose(0, 1)  # L x B x C
-        pad = torch.cat([slot_pad, slot_pad.new_zeros(queries.shape[:2])], dim=1)  # B x L
-        has_pad = bool(slot_pad.any())
+        has_pad = bool(pad.any())
         enc = encoder_out["encoder_out"][0]
         enc_mask = encoder_out["encoder_padding_mask"][0] if len(encoder_out["encoder_padding_mask"]) > 0 else None
         mask = additive_mask(allowed, x.dtype)
@@ -72,7 +76,6 @@ class FeatureDrafterDecoder(TransformerDecoderBase):
                             self_attn_padding_mask=pad if has_pad else None)
             if has_pad:  # padded slots may see no key at all: keep them finite
                 x = x.masked_fill(pad.t().unsqueeze(-1), 0.0)
-        x = x[num_slots:]
         if self.layer_norm is not None:
             x = self.layer_norm(x)
         x = x.transpose(0, 1)  # B x Q x C
