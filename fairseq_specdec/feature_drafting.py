@@ -95,27 +95,44 @@ class ChainDrafter(FeatureDrafter):
         return FeatureDraftState(state.encoder_out, state.slots, state.length + 1, 1)
 
     def propose(self, state: FeatureDraftState, prefix: Tensor, block_size: int) -> Tensor:
-        return self.propose_with_confidence(state, prefix, block_size)[0]
+        return self.chain(state, prefix, block_size, confidence=False)[0]
 
     def propose_with_confidence(self, state: FeatureDraftState, prefix: Tensor, block_size: int):
         """B x k drafts and the drafter's softmax probability of each (B x k)."""
+        return self.chain(state, prefix, block_size, confidence=True)
+
+    def chain(self, state: FeatureDraftState, prefix: Tensor, block_size: int, confidence: bool):
+        """k chained steps. The slots are left-padded once, so that every row's next
+        position is the same column, and the layers keep their keys/values between steps
+        (fairseq's incremental state): each step runs one position."""
         decoder = self.model.decoder
-        width = prefix.size(1)  # BOS + most committed tokens = most slots of any row
-        bsz = prefix.size(0)
-        x = torch.cat([state.slots[:, :width], state.slots.new_zeros(bsz, block_size, state.slots.size(2))], dim=1)
-        length = state.length.clone()
-        rows = torch.arange(bsz, device=prefix.device)
+        slots, pad = left_aligned(state.slots[:, : prefix.size(1)], state.length)  # B x W x C, B x W
+        cache: Dict[str, Dict[str, Tensor]] = {}
+        allowed = torch.ones(pad.size(1), pad.size(1), dtype=torch.bool, device=pad.device).tril()
+        predicted = decoder.state_head(decoder.run(slots, pad, allowed, state.encoder_out, cache)[:, -1])  # B x C
+        no_pad = pad.new_zeros(pad.size(0), 1)
         tokens, probs = [], []
         for i in range(block_size):
-            span = width + i
-            pad = torch.arange(span, device=prefix.device).unsqueeze(0) >= length.unsqueeze(1)
-            predicted = decoder.predict_states(x[:, :span], pad, state.encoder_out)[rows, length - 1]  # B x C
             logits = decoder.output_layer(predicted)
             logits[..., self.forbidden.to(logits.device)] = float("-inf")
-            lprobs = torch.log_softmax(logits.float(), dim=-1)
-            token = lprobs.argmax(-1)
+            token = logits.argmax(-1)
             tokens.append(token)
-            probs.append(lprobs.gather(-1, token.unsqueeze(-1)).squeeze(-1).exp())
-            x[rows, length] = decoder.slot_inputs(predicted.unsqueeze(1), token.unsqueeze(1))[:, 0]
-            length = length + 1
-        return torch.stack(tokens, 1), torch.stack(probs, 1)
+            if confidence:
+                lprobs = torch.log_softmax(logits.float(), dim=-1)
+                probs.append(lprobs.gather(-1, token.unsqueeze(-1)).squeeze(-1).exp())
+            if i + 1 < block_size:
+                step = decoder.slot_inputs(predicted.unsqueeze(1), token.unsqueeze(1))  # B x 1 x C
+                predicted = decoder.state_head(decoder.run(step, no_pad, None, state.encoder_out, cache)[:, -1])
+        return torch.stack(tokens, 1), (torch.stack(probs, 1) if confidence else None)
+
+
+def left_aligned(slots: Tensor, length: Tensor):
+    """Right-padded B x W x C slots (``length`` valid per row) moved to the right end:
+    the left-padded slots and their B x W pad mask (True = no slot)."""
+    width = slots.size(1)
+    cols = torch.arange(width, device=slots.device).unsqueeze(0)
+    shift = (width - length).unsqueeze(1)  # B x 1
+    pad = cols < shift
+    source = (cols - shift).clamp(min=0)  # B x W
+    moved = slots.gather(1, source.unsqueeze(-1).expand(-1, -1, slots.size(2)))
+    return moved.masked_fill(pad.unsqueeze(-1), 0.0), pad

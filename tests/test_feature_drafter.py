@@ -99,3 +99,39 @@ def test_chain_drafts_follow_the_teacher_forced_states(demo_data, tiny_verifier,
     for prefix, drafts in recording.calls:
         m = int(prefix.ne(task.target_dictionary.pad()).sum()) - 1  # committed tokens
         assert drafts[0, 0].item() == expected[m], f"after {m} committed tokens"
+
+
+def recompute_chain(drafter, state, prefix, k):
+    """Reference for ChainDrafter's cached steps: every step re-runs the whole right-padded
+    sequence (the training layout) and appends its (predicted state, token) slot."""
+    decoder = drafter.model.decoder
+    width, bsz = prefix.size(1), prefix.size(0)
+    x = torch.cat([state.slots[:, :width], state.slots.new_zeros(bsz, k, state.slots.size(2))], 1)
+    length, rows, tokens = state.length.clone(), torch.arange(bsz), []
+    for i in range(k):
+        pad = torch.arange(width + i).unsqueeze(0) >= length.unsqueeze(1)
+        predicted = decoder.predict_states(x[:, :width + i], pad, state.encoder_out)[rows, length - 1]
+        logits = decoder.output_layer(predicted)
+        logits[..., drafter.forbidden] = float("-inf")
+        tokens.append(logits.argmax(-1))
+        x[rows, length] = decoder.slot_inputs(predicted.unsqueeze(1), tokens[-1].unsqueeze(1))[:, 0]
+        length = length + 1
+    return torch.stack(tokens, 1)
+
+
+def test_cached_chain_equals_recomputing_it_on_unequal_rows(demo_data, tiny_verifier, chain_drafter):
+    task, models, generator = loaded(demo_data, tiny_verifier, chain_drafter, ChainDrafter)
+    drafter, checked = generator.drafter, []
+
+    class Checked(Recording):
+        def propose(self, state, prefix, k):
+            drafts = self.inner.propose(state, prefix, k)
+            assert torch.equal(drafts, recompute_chain(self.inner, state, prefix, k))
+            checked.append(int(state.length.min()) != int(state.length.max()))
+            return drafts
+
+    generator.drafter = Checked(drafter)
+    with torch.no_grad():
+        for sample in batches(task, 16)[:4]:
+            generator.generate(models, sample)
+    assert any(checked), "no call had rows of unequal lengths"

@@ -61,19 +61,22 @@ class FeatureDrafterDecoder(TransformerDecoderBase):
         pad = torch.cat([slot_pad, slot_pad.new_zeros(queries.shape[:2])], dim=1)  # B x L
         return self.run(x, pad, allowed, encoder_out)[:, slots.size(1):]
 
-    def run(self, x: Tensor, pad: Tensor, allowed: Tensor, encoder_out: Dict[str, List[Tensor]]) -> Tensor:
+    def run(self, x: Tensor, pad: Tensor, allowed: Optional[Tensor], encoder_out: Dict[str, List[Tensor]],
+            incremental_state: Optional[Dict[str, Dict[str, Optional[Tensor]]]] = None) -> Tensor:
         """The layers (and final norm) over B x L x C inputs whose attention ``allowed``
-        (L x L) permits and ``pad`` (B x L, True = no input) masks: B x L x C."""
+        (L x L) permits and ``pad`` (B x L, True = no input) masks: B x L x C. With
+        ``incremental_state`` the layers keep their keys/values there, and a later call
+        adds positions that see every earlier one (``allowed`` None)."""
         if self.layernorm_embedding is not None:
             x = self.layernorm_embedding(x)
         x = self.dropout_module(x).transpose(0, 1)  # L x B x C
         has_pad = bool(pad.any())
         enc = encoder_out["encoder_out"][0]
         enc_mask = encoder_out["encoder_padding_mask"][0] if len(encoder_out["encoder_padding_mask"]) > 0 else None
-        mask = additive_mask(allowed, x.dtype)
+        mask = additive_mask(allowed, x.dtype) if allowed is not None else None
         for layer in self.layers:
-            x, _, _ = layer(x, enc, enc_mask, None, self_attn_mask=mask,
-                            self_attn_padding_mask=pad if has_pad else None)
+            x, _, _ = layer(x, enc, enc_mask, incremental_state, self_attn_mask=mask,
+                            self_attn_padding_mask=pad if has_pad or incremental_state is not None else None)
             if has_pad:  # padded slots may see no key at all: keep them finite
                 x = x.masked_fill(pad.t().unsqueeze(-1), 0.0)
         if self.layer_norm is not None:
