@@ -21,11 +21,8 @@ from fairseq_specdec import benchmark
 def training_record(path: str):
     """(updates, training seconds) as fairseq-train saved them."""
     state = torch.load(path, map_location="cpu", weights_only=False)
-    extra = state.get("extra_state") or {}
-    updates = (extra.get("train_iterator") or {}).get("iterations_in_epoch")
-    meters = extra.get("train_meters") or {}
-    num_updates = meters["num_updates"].sum if "num_updates" in meters else None
-    return num_updates if num_updates is not None else updates, extra.get("previous_training_time")
+    history = state.get("optimizer_history") or [{}]
+    return history[-1].get("num_updates"), (state.get("extra_state") or {}).get("previous_training_time")
 
 
 def main(argv=None):

@@ -31,22 +31,26 @@ def test_demo_pipeline_runs_and_resumes(tmp_path):
     first = run_demo(work)
     for path in ["raw/train.de", "prep/bin/dict.de.txt", "verifier/checkpoint_last.pt", "verifier_bleu.txt",
                  "distill/bin/train.en-de.de.bin", "drafter/checkpoint_last.pt", "results/benchmark.json",
-                 "results/table.md"]:
+                 "results/table.md", "step_times.txt"]:
         assert (work / path).exists(), path
     bleu = (work / "verifier_bleu.txt").read_text()
     for beam in (1, 5):
         hit, total = re.search(rf"verifier beam {beam}: [\d.]+ \((\d+) of (\d+) hit the length limit\)", bleu).groups()
         assert int(total) == 20 and 0 < int(hit) <= 20  # the 4-update verifier seldom stops by itself
     table = (work / "results" / "table.md").read_text()
-    for mode in ("| greedy |", "| beam5 |", "| specdec |", "| specdec_relaxed |"):
+    for mode in ("| greedy |", "| beam5 |", "| specdec |", "| specdec_relaxed |", "| specdec_ngram |",
+                 "| specdec_combined |"):
         assert mode in table and mode in first.stdout
     report = json.loads((work / "results" / "benchmark.json").read_text())
-    modes = ("greedy", "beam5", "specdec", "specdec_relaxed", "specdec_oracle", "specdec_oracle_free")
+    modes = ("greedy", "beam5", "specdec", "specdec_relaxed", "specdec_ngram", "specdec_combined", "specdec_oracle",
+             "specdec_oracle_free")
     assert {(r["mode"], r["batch"]) for r in report["rows"]} >= {(m, b) for m in modes for b in (1, 3)}
     limits = dict(re.findall(r"MAX_LEN_([AB]):=([\d.]+)", (REPO / "configs" / "length_limits.env").read_text()))
     assert (report["config"]["max_len_a"], report["config"]["max_len_b"]) == (float(limits["A"]), int(limits["B"]))
     assert all(0 <= r["at_length_limit"] <= 4 for r in report["rows"])
     assert all(r["at_length_limit"] > 0 for r in report["rows"] if r["mode"] == "greedy")
+    steps = (work / "step_times.txt").read_text()
+    assert all(step in steps for step in ("install", "3 verifier", "6 drafter", "7 benchmark"))
     second = run_demo(work)
     assert second.stderr.count("done already") >= 6  # corpus, prep steps, training, scoring, benchmark
     assert "fairseq-train" not in second.stderr.replace("done already", "")
