@@ -96,23 +96,25 @@ def untrained_drafter(demo_data):
     return train_drafter(demo_data["bin"], demo_data["root"] / "drafter0", 1)
 
 
+def train_state_drafter(demo_data, verifier, name, arch, criterion):
+    """A tiny drafter that reads the verifier's states (k=5), trained for 60 updates."""
+    save = demo_data["root"] / name
+    run(["fairseq-train", demo_data["bin"], "--user-dir", USER_DIR, "--task", "specdec_translation",
+         "--arch", arch, *TINY_MODEL, "--criterion", criterion, "--kd-weight", "0.5",
+         "--block-size", "5", *TRAIN_OPTS, "--max-update", "60", "--save-dir", save,
+         "--init-from-verifier", verifier, "--share-verifier-encoder", "--init-decoder-from-verifier"])
+    return save / "checkpoint_last.pt"
+
+
 @pytest.fixture(scope="session")
 def feature_drafter(demo_data, tiny_verifier):
-    """A tiny feature drafter (k=5, reads the verifier's states) trained for 60 updates."""
-    save = demo_data["root"] / "drafter_feature"
-    run(["fairseq-train", demo_data["bin"], "--user-dir", USER_DIR, "--task", "specdec_translation",
-         "--arch", "specdec_drafter_feature_tiny", *TINY_MODEL, "--criterion", "specdec_feature", "--kd-weight", "0.5",
-         "--block-size", "5", *TRAIN_OPTS, "--max-update", "60", "--save-dir", save,
-         "--init-from-verifier", tiny_verifier, "--share-verifier-encoder", "--init-decoder-from-verifier"])
-    return save / "checkpoint_last.pt"
+    """A tiny feature drafter (block-wise, reads the verifier's states)."""
+    return train_state_drafter(demo_data, tiny_verifier, "drafter_feature", "specdec_drafter_feature_tiny",
+                               "specdec_feature")
 
 
 @pytest.fixture(scope="session")
 def chain_drafter(demo_data, tiny_verifier):
-    """A tiny chain drafter (EAGLE-style, k=5) trained for 60 updates."""
-    save = demo_data["root"] / "drafter_chain"
-    run(["fairseq-train", demo_data["bin"], "--user-dir", USER_DIR, "--task", "specdec_translation",
-         "--arch", "specdec_drafter_chain_tiny", *TINY_MODEL, "--criterion", "specdec_chain", "--kd-weight", "0.5",
-         "--block-size", "5", *TRAIN_OPTS, "--max-update", "60", "--save-dir", save,
-         "--init-from-verifier", tiny_verifier, "--share-verifier-encoder", "--init-decoder-from-verifier"])
-    return save / "checkpoint_last.pt"
+    """A tiny chain drafter (EAGLE-style)."""
+    return train_state_drafter(demo_data, tiny_verifier, "drafter_chain", "specdec_drafter_chain_tiny",
+                               "specdec_chain")

@@ -2,7 +2,6 @@
 position, regress the verifier's next top-layer state and predict its token through the
 verifier's output projection (cross-entropy on the distilled token, plus optionally the
 KL divergence from the verifier's own distribution)."""
-import math
 from dataclasses import dataclass, field
 
 import torch.nn.functional as F
@@ -10,6 +9,8 @@ from fairseq import metrics, utils
 from fairseq.criterions import FairseqCriterion, register_criterion
 from fairseq.criterions.label_smoothed_cross_entropy import label_smoothed_nll_loss
 from fairseq.dataclass import FairseqDataclass
+
+from fairseq_specdec.criterions.loss_metrics import log_losses, summer
 
 
 @dataclass
@@ -60,14 +61,10 @@ class ChainDrafterLoss(FairseqCriterion):
 
     @staticmethod
     def reduce_metrics(logging_outputs) -> None:
-        def total(key):
-            return sum(log.get(key, 0) for log in logging_outputs)
-
+        total = summer(logging_outputs)
+        log_losses(total)
         sample_size, ntokens = total("sample_size"), total("ntokens")
-        metrics.log_scalar("loss", total("loss") / max(sample_size, 1) / math.log(2), sample_size, round=3)
-        metrics.log_scalar("nll_loss", total("nll_loss") / max(sample_size, 1) / math.log(2), sample_size, round=3)
         metrics.log_scalar("state_loss", total("state_loss") / max(sample_size, 1), sample_size, round=4)
-        metrics.log_derived("ppl", lambda meters: utils.get_perplexity(meters["nll_loss"].avg))
         metrics.log_scalar("acc", 100.0 * total("correct") / max(ntokens, 1), ntokens, round=2)
 
     @staticmethod

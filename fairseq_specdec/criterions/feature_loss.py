@@ -1,7 +1,6 @@
 """Loss of the feature drafter: every cut point of every target at once, cross-entropy
 on the distilled tokens plus (optionally) token-level distillation from the verifier's
 own distributions (DistillSpec: the drafter learns to agree with what acceptance asks)."""
-import math
 from dataclasses import dataclass, field
 
 import torch
@@ -9,6 +8,8 @@ from fairseq import metrics, utils
 from fairseq.criterions import FairseqCriterion, register_criterion
 from fairseq.criterions.label_smoothed_cross_entropy import label_smoothed_nll_loss
 from fairseq.dataclass import FairseqDataclass
+
+from fairseq_specdec.criterions.loss_metrics import log_losses, summer
 
 from fairseq_specdec.feature_blocks import teacher_positions, training_block_targets
 
@@ -75,13 +76,9 @@ class FeatureDrafterLoss(FairseqCriterion):
 
     @staticmethod
     def reduce_metrics(logging_outputs) -> None:
-        def total(key):
-            return sum(log.get(key, 0) for log in logging_outputs)
-
-        sample_size, ntokens, cuts = total("sample_size"), total("ntokens"), total("cuts")
-        metrics.log_scalar("loss", total("loss") / max(sample_size, 1) / math.log(2), sample_size, round=3)
-        metrics.log_scalar("nll_loss", total("nll_loss") / max(sample_size, 1) / math.log(2), sample_size, round=3)
-        metrics.log_derived("ppl", lambda meters: utils.get_perplexity(meters["nll_loss"].avg))
+        total = summer(logging_outputs)
+        log_losses(total)
+        ntokens, cuts = total("ntokens"), total("cuts")
         metrics.log_scalar("block_acc", 100.0 * total("block_correct") / max(ntokens, 1), ntokens, round=2)
         metrics.log_scalar("correct_lead", total("correct_lead") / max(cuts, 1), cuts, round=2)
 

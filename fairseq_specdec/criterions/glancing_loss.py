@@ -1,5 +1,4 @@
 """Glancing training (GLAT, Qian et al., 2021) for the Spec-Drafter's k-token blocks."""
-import math
 from dataclasses import dataclass, field
 
 import torch
@@ -7,6 +6,8 @@ from fairseq import metrics, utils
 from fairseq.criterions import FairseqCriterion, register_criterion
 from fairseq.criterions.label_smoothed_cross_entropy import label_smoothed_nll_loss
 from fairseq.dataclass import FairseqDataclass
+
+from fairseq_specdec.criterions.loss_metrics import log_losses, summer
 from omegaconf import II
 
 from fairseq_specdec.blocks import choose_glance_positions, glance_count
@@ -94,13 +95,9 @@ class GlancingLoss(FairseqCriterion):
 
     @staticmethod
     def reduce_metrics(logging_outputs) -> None:
-        def total(key):
-            return sum(log.get(key, 0) for log in logging_outputs)
-
-        sample_size, ntokens, nsentences = total("sample_size"), total("ntokens"), total("nsentences")
-        metrics.log_scalar("loss", total("loss") / max(sample_size, 1) / math.log(2), sample_size, round=3)
-        metrics.log_scalar("nll_loss", total("nll_loss") / max(sample_size, 1) / math.log(2), sample_size, round=3)
-        metrics.log_derived("ppl", lambda meters: utils.get_perplexity(meters["nll_loss"].avg))
+        total = summer(logging_outputs)
+        log_losses(total)
+        ntokens, nsentences = total("ntokens"), total("nsentences")
         metrics.log_scalar("block_acc", 100.0 * total("block_correct") / max(ntokens, 1), ntokens, round=2)
         metrics.log_scalar("correct_lead", total("correct_lead") / max(nsentences, 1), nsentences, round=2)
         metrics.log_scalar("glance_ratio", total("glance_ratio") / max(nsentences, 1), nsentences, round=3)
