@@ -18,7 +18,7 @@ from fairseq.sequence_generator import SequenceGenerator
 from fairseq_specdec import bench_ct2
 from fairseq_specdec.drafters import OracleDrafter, make_proposer, source_key
 from fairseq_specdec.ngram_data import NGramDataError, build_index
-from fairseq_specdec.ngram_drafter import CombinedDrafter, NGramDrafter
+from fairseq_specdec.ngram_drafter import with_ngram_drafter
 from fairseq_specdec.ngram_index import NGramIndex
 from fairseq_specdec.speculative_generator import SpeculativeGenerator
 from fairseq_specdec.stats import DecodingStats
@@ -81,8 +81,7 @@ def _proposer(mode: str, model, drafter, tgt_dict, ngram_index: Optional[NGramIn
         return nar
     if ngram_index is None:
         raise ValueError(f"mode {mode} drafts with the n-gram index: pass it as ngram_index=")
-    ngram = NGramDrafter(ngram_index, tgt_dict.pad(), tgt_dict.eos(), tgt_dict.unk())
-    return ngram if nar is None else CombinedDrafter(nar, ngram, tgt_dict.eos())
+    return with_ngram_drafter(nar, ngram_index, tgt_dict)
 
 
 def length_limits(batches, max_len_a: float, max_len_b: int, max_positions: int) -> Dict[int, int]:

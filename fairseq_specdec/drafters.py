@@ -40,6 +40,13 @@ def forbidden_tokens(tgt_dict) -> Tensor:
     return torch.tensor(sorted({tgt_dict.pad(), tgt_dict.bos(), tgt_dict.unk()} | fillers))
 
 
+def top_tokens(scores: Tensor) -> Tuple[Tensor, Tensor]:
+    """The argmax of ``scores`` (logits or log-probabilities, ... x V) and its softmax probability."""
+    lprobs = torch.log_softmax(scores.float(), dim=-1)
+    tokens = lprobs.argmax(-1)
+    return tokens, lprobs.gather(-1, tokens.unsqueeze(-1)).squeeze(-1).exp()
+
+
 class NARDrafter:
     """Drafts with a trained Spec-Drafter (``specdec_drafter`` model): one decoder
     forward over prefix + k [MASK] queries, argmax per query position."""
@@ -83,9 +90,7 @@ class NARDrafter:
 
     def propose_with_confidence(self, encoder_out: Any, prefix: Tensor, block_size: int) -> Tuple[Tensor, Tensor]:
         """``propose``'s B x k tokens and the drafter's softmax probability of each (B x k)."""
-        lprobs = self.log_probs(encoder_out, prefix, block_size)  # B x k x V
-        tokens = lprobs.argmax(-1)
-        return tokens, lprobs.gather(-1, tokens.unsqueeze(-1)).squeeze(-1).exp()
+        return top_tokens(self.log_probs(encoder_out, prefix, block_size))
 
     def log_probs(self, encoder_out: Any, prefix: Tensor, block_size: int) -> Tensor:
         logits = self.model.decoder(prefix, encoder_out, block_size)  # B x k x V

@@ -8,7 +8,7 @@ from typing import Dict, List
 import torch
 from torch import Tensor
 
-from fairseq_specdec.drafters import forbidden_tokens, same_encoder
+from fairseq_specdec.drafters import forbidden_tokens, same_encoder, top_tokens
 
 
 @dataclass
@@ -69,9 +69,7 @@ class FeatureDrafter:
 
     def propose_with_confidence(self, state: FeatureDraftState, prefix: Tensor, block_size: int):
         """``propose``'s B x k tokens and the drafter's softmax probability of each (B x k)."""
-        lprobs = torch.log_softmax(self.logits(state, prefix, block_size).float(), dim=-1)
-        tokens = lprobs.argmax(-1)
-        return tokens, lprobs.gather(-1, tokens.unsqueeze(-1)).squeeze(-1).exp()
+        return top_tokens(self.logits(state, prefix, block_size))
 
     def logits(self, state: FeatureDraftState, prefix: Tensor, block_size: int) -> Tensor:
         width = prefix.size(1) - 1  # most committed tokens of any row
@@ -115,11 +113,12 @@ class ChainDrafter(FeatureDrafter):
         for i in range(block_size):
             logits = decoder.output_layer(predicted)
             logits[..., self.forbidden.to(logits.device)] = float("-inf")
-            token = logits.argmax(-1)
-            tokens.append(token)
             if confidence:
-                lprobs = torch.log_softmax(logits.float(), dim=-1)
-                probs.append(lprobs.gather(-1, token.unsqueeze(-1)).squeeze(-1).exp())
+                token, prob = top_tokens(logits)
+                probs.append(prob)
+            else:
+                token = logits.argmax(-1)
+            tokens.append(token)
             if i + 1 < block_size:
                 step = decoder.slot_inputs(predicted.unsqueeze(1), token.unsqueeze(1))  # B x 1 x C
                 predicted = decoder.state_head(decoder.run(step, no_pad, None, state.encoder_out, cache)[:, -1])

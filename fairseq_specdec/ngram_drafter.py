@@ -134,3 +134,10 @@ class CombinedDrafter:
                      > expected_accepted(nar_tokens, nar_conf, self.eos)).unsqueeze(1)  # B x 1
         return (torch.where(use_ngram, ngram_tokens, nar_tokens),
                 torch.where(use_ngram, ngram_conf, nar_conf.float()))
+
+
+def with_ngram_drafter(trained, index: NGramIndex, tgt_dict):
+    """The n-gram drafter over ``index``, alone (``trained`` None) or combined with the
+    trained drafter's proposer ``trained``."""
+    ngram = NGramDrafter(index, tgt_dict.pad(), tgt_dict.eos(), tgt_dict.unk())
+    return ngram if trained is None else CombinedDrafter(trained, ngram, tgt_dict.eos())

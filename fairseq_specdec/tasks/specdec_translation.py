@@ -21,7 +21,7 @@ from fairseq_specdec.models.feature_drafter import SpecFeatureDrafterModel
 from fairseq_specdec.models.specdec_drafter import SpecDrafterModel
 from fairseq_specdec.verifier_features import TeacherVerifier
 from fairseq_specdec.ngram_data import build_index
-from fairseq_specdec.ngram_drafter import CombinedDrafter, NGramDrafter
+from fairseq_specdec.ngram_drafter import with_ngram_drafter
 from fairseq_specdec.speculative_generator import SpeculativeGenerator
 from fairseq_specdec.stats import DecodingStats
 
@@ -253,8 +253,7 @@ class SpecDecTranslationTask(TranslationTask):
         nar = make_proposer(drafter, tgt_dict, verifier) if drafter is not None else None
         if not self.cfg.ngram_drafter:
             return nar
-        ngram = NGramDrafter(self.ngram_index(), tgt_dict.pad(), tgt_dict.eos(), tgt_dict.unk())
-        return ngram if nar is None else CombinedDrafter(nar, ngram, tgt_dict.eos())
+        return with_ngram_drafter(nar, self.ngram_index(), tgt_dict)
 
     def log_stats_at_exit(self):
         """fairseq-generate/-interactive have no end-of-run hook: summarize at exit."""
