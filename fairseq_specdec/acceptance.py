@@ -17,7 +17,7 @@ class Verdict(NamedTuple):
     next_token: Tensor  # B: the verifier's top-1 after the accepted prefix
 
 
-def accept_drafts(lprobs: Tensor, drafts: Tensor, beta: int = 1, tau: float = 0.0) -> Verdict:
+def accept_drafts(lprobs: Tensor, drafts: Tensor, beta: int = 1, tau: float = 1.0) -> Verdict:
     """Apply the top-beta / tau acceptance rule.
 
     Args:
@@ -46,17 +46,6 @@ def accept_drafts(lprobs: Tensor, drafts: Tensor, beta: int = 1, tau: float = 0.
     return Verdict(num_accepted=num_accepted, next_token=next_token)
 
 
-def drop_drafts_after_eos(drafts: Tensor, eos: int) -> Tensor:
-    """Cut the block after the last column any row still needs: drafts that follow a
-    drafted eos can never be committed (an accepted eos ends the sentence, a rejected one
-    ends acceptance), so verifying them would be wasted work. Returns B x k' (k' <= k)."""
-    is_eos = drafts.eq(eos)
-    if not bool(is_eos.any(1).all()):
-        return drafts
-    needed = int(is_eos.int().argmax(1).max()) + 1  # through the latest first-eos of any row
-    return drafts[:, :needed]
-
-
 class CommitPlan(NamedTuple):
     tokens: Tensor  # B x (k+1): accepted drafts, then the verifier's token (garbage beyond count)
     count: Tensor  # B: tokens committed this iteration
@@ -74,8 +63,9 @@ def plan_commit(drafts: Tensor, verdict: Verdict, eos: int) -> CommitPlan:
     positions = torch.arange(k, device=drafts.device).unsqueeze(0)  # 1 x k
     accepted_eos = drafts.eq(eos) & (positions < n.unsqueeze(1))  # B x k
     has_eos = accepted_eos.any(1)
-    first_eos = torch.where(has_eos, accepted_eos.int().argmax(1), torch.full_like(n, k))
-    tokens = torch.cat([drafts, drafts[:, :1]], dim=1).scatter(1, n.unsqueeze(1), verdict.next_token.unsqueeze(1))
+    first_eos = accepted_eos.long().cumsum(1).eq(0).sum(1)  # B: position of the first accepted eos, else k
+    next_token = verdict.next_token.unsqueeze(1)
+    tokens = torch.cat([drafts, next_token], dim=1).scatter(1, n.unsqueeze(1), next_token)
     num_accepted = torch.where(has_eos, first_eos + 1, n)
     count = torch.where(has_eos, first_eos + 1, n + 1)
     finished = has_eos | verdict.next_token.eq(eos)

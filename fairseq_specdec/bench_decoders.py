@@ -1,6 +1,7 @@
 """The benchmark's decoding modes: which exist, and one decoder object per mode.
 
-Besides fairseq's greedy and beam search, SpecDec (lossless and relaxed) and the
+Besides fairseq's greedy and beam search, our own lean greedy (``greedy_lean``: the
+verifier's lean forward and preallocated cache, one token per step, greedy's output), SpecDec (lossless and relaxed) and the
 CTranslate2 peer, two *bound* modes measure SpecDec's limit on the machine at hand: the
 drafter is replaced by an oracle that drafts greedy's own output, so every draft is
 accepted. ``specdec_oracle`` still runs the real drafter (and throws its drafts away):
@@ -20,14 +21,14 @@ from fairseq_specdec.drafters import OracleDrafter, make_proposer, source_key
 from fairseq_specdec.ngram_data import NGramDataError, build_index
 from fairseq_specdec.ngram_drafter import with_ngram_drafter
 from fairseq_specdec.ngram_index import NGramIndex
-from fairseq_specdec.speculative_generator import SpeculativeGenerator
+from fairseq_specdec.speculative_generator import LeanGreedyGenerator, SpeculativeGenerator
 from fairseq_specdec.stats import DecodingStats
 
 DRAFTED_MODES = ("specdec", "specdec_relaxed")  # SpecDec with the trained drafter's drafts
 ORACLE_MODES = ("specdec_oracle", "specdec_oracle_free")
 NGRAM_MODES = ("specdec_ngram", "specdec_combined")  # lossless, with the n-gram drafter
 SPECDEC_MODES = DRAFTED_MODES + NGRAM_MODES + ORACLE_MODES
-MODES = ("greedy", "beam5", *SPECDEC_MODES, "ct2_greedy", "ct2_beam5")
+MODES = ("greedy", "greedy_lean", "beam5", *SPECDEC_MODES, "ct2_greedy", "ct2_beam5")
 DEFAULT_MODES = tuple(m for m in MODES if m not in ORACLE_MODES + NGRAM_MODES)
 NEEDS_DRAFTER = DRAFTED_MODES + ("specdec_combined", "specdec_oracle")
 BEAMS = {"greedy": 1, "beam5": 5, "ct2_greedy": 1, "ct2_beam5": 5}
@@ -115,6 +116,8 @@ def make_decoder(mode: str, args, model, drafter, tgt_dict, stats: Optional[Deco
         gen = SpeculativeGenerator([model], tgt_dict, proposer, block_size=args.block_size,
                                    beta=beta, tau=tau, stats=stats, **opts)
         return FairseqDecoder(gen, model)
+    if mode == "greedy_lean":
+        return FairseqDecoder(LeanGreedyGenerator([model], tgt_dict, **opts), model)
     if mode.startswith("ct2_"):
         return bench_ct2.CT2Decoder(ct2, BEAMS[mode], opts, model.max_decoder_positions())
     return FairseqDecoder(SequenceGenerator([model], tgt_dict, beam_size=BEAMS[mode], **opts), model)

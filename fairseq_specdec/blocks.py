@@ -32,16 +32,15 @@ def sample_cut_points(target_lengths: Tensor, generator: Optional[torch.Generato
     return torch.minimum(cut, lengths - 1).to(target_lengths.device)
 
 
-def left_pad(rows: Tensor, lengths: Tensor, pad: int) -> Tensor:
-    """Move each row's first ``lengths[i]`` tokens to the right end of a B x max(lengths) tensor."""
-    bsz = rows.size(0)
-    width = int(lengths.max())
-    out = rows.new_full((bsz, width), pad)
+def left_pad(rows: Tensor, lengths: Tensor, pad: int, width: Optional[int] = None) -> Tensor:
+    """Move each row's first ``lengths[i]`` tokens to the right end of a B x width tensor
+    (``width`` >= max(lengths); by default max(lengths), read from the device)."""
+    if width is None:
+        width = int(lengths.max())
     cols = torch.arange(width, device=rows.device).unsqueeze(0)  # 1 x W
     src = cols - (width - lengths).unsqueeze(1)  # B x W: source column of each output column
-    valid = src >= 0
-    out[valid] = rows.gather(1, src.clamp(min=0))[valid]
-    return out
+    moved = rows.gather(1, src.clamp(min=0, max=rows.size(1) - 1))
+    return torch.where(src >= 0, moved, torch.full_like(moved, pad))
 
 
 def make_block_batch(target: Tensor, cut: Tensor, block_size: int, pad: int, eos: int) -> BlockBatch:

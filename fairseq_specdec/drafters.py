@@ -1,17 +1,55 @@
 """Drafters: whatever proposes k candidate tokens for a batch of committed prefixes.
 
-Proposing and verifying are separate roles. The speculative generator calls ``start``
-(once per batch, given the verifier's encoder output too), ``propose`` (k drafts per
-row), ``observe`` (the verifier's top-layer states of the tokens just committed, which a
-drafter may read instead of re-reading the prefix), ``select`` (when finished sentences
-leave the batch) and ``max_positions``; any object with these methods can draft. The
-Spec-Drafter below is the one the paper trains; ``feature_drafting.FeatureDrafter``
-reads the verifier's states.
+Proposing and verifying are separate roles: the speculative generator drives any object
+with the five methods of ``Drafter``. The Spec-Drafter below is the one the paper trains;
+``feature_drafting`` has the drafters that read the verifier's states, ``ngram_drafter``
+the model-free one; ``NoDrafter`` drafts nothing (greedy decoding).
 """
-from typing import Any, Dict, List, Tuple
+from typing import Any, Dict, List, Optional, Protocol, Tuple
 
 import torch
 from torch import Tensor
+
+
+class Drafter(Protocol):
+    """What the speculative generator calls, in this order per batch."""
+
+    def start(self, net_input: Dict[str, Tensor], verifier_encoder_out: Optional[Any] = None) -> Any:
+        """A new batch: return this drafter's state for it (the verifier's encoder output is
+        offered for reuse)."""
+
+    def propose(self, state: Any, prefix: Tensor, block_size: int) -> Tensor:
+        """B x k drafted tokens after each committed prefix (B x P, left-padded, BOS first)."""
+
+    def observe(self, state: Any, states: Tensor, tokens: Tensor, counts: Tensor) -> Any:
+        """After verification: the verifier's top-layer states of the block's inputs
+        (B x (k+1) x C), the tokens committed after each (B x (k+1)) and how many were
+        committed per row (B); return the updated state."""
+
+    def select(self, state: Any, rows: Tensor) -> Any:
+        """Keep only ``rows`` of the batch (sentences still decoding)."""
+
+    def max_positions(self) -> int:
+        """The longest prefix plus k the drafter can read."""
+
+
+class NoDrafter:
+    """Drafts nothing: speculative decoding with it is greedy decoding."""
+
+    def start(self, net_input: Dict[str, Tensor], verifier_encoder_out: Optional[Any] = None) -> None:
+        return None
+
+    def propose(self, state: None, prefix: Tensor, block_size: int) -> Tensor:
+        return prefix.new_empty((prefix.size(0), 0))
+
+    def observe(self, state: None, states: Tensor, tokens: Tensor, counts: Tensor) -> None:
+        return None
+
+    def select(self, state: None, rows: Tensor) -> None:
+        return None
+
+    def max_positions(self) -> int:
+        return 1 << 30
 
 
 def same_encoder(a, b) -> bool:
@@ -151,7 +189,8 @@ class OracleDrafter:
 
 def make_proposer(drafter_model, tgt_dict, verifier):
     """The drafting side for a trained drafter checkpoint's model, next to ``verifier``."""
-    from fairseq_specdec.feature_drafting import ChainDrafter, FeatureDrafter
+    from fairseq_specdec.chain_drafting import ChainDrafter
+    from fairseq_specdec.feature_drafting import FeatureDrafter
     from fairseq_specdec.models.chain_drafter import SpecChainDrafterModel
     from fairseq_specdec.models.feature_drafter import SpecFeatureDrafterModel
 

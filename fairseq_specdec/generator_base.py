@@ -1,7 +1,7 @@
 """What the speculative and the drafter-only generators share: fairseq's
 ``SequenceGenerator`` options and output format, with a blockwise decoding loop."""
 import math
-from typing import Dict, List, Optional
+from typing import Dict, List, Optional, Tuple
 
 import torch
 from fairseq.sequence_generator import SequenceGenerator
@@ -15,8 +15,8 @@ class BlockwiseGenerator(SequenceGenerator):
     """Base of generators that commit several tokens per iteration, one hypothesis each."""
 
     def __init__(self, models, tgt_dict, block_size: int, stats: Optional[DecodingStats] = None, **kwargs):
-        if block_size < 1:
-            raise ValueError(f"--block-size must be >= 1, got {block_size}")
+        if block_size < 0:
+            raise ValueError(f"the block size must be >= 0, got {block_size}")
         super().__init__(models, tgt_dict, beam_size=1, **kwargs)
         if self.match_source_len:
             raise ValueError("--match-source-len is not supported with blockwise decoding")
@@ -45,10 +45,10 @@ class BlockwiseGenerator(SequenceGenerator):
         assert self.min_len <= max_len, "min_len cannot be larger than max_len, please adjust these!"
         self.check_drafter_length(max_len)
         bos = self.eos if bos_token is None else bos_token
-        committed = CommittedTokens(bsz, max_len, self.pad, bos, src_tokens.device)
-        finalized: List[List[Dict[str, Tensor]]] = [[] for _ in range(bsz)]
-        self._decode(net_input, committed, max_len, finalized)
-        return finalized
+        committed = CommittedTokens(bsz, max_len, self.block_size + 1, self.pad, bos, src_tokens.device)
+        self._decode(net_input, committed, max_len)
+        self.stats.sentences += bsz
+        return committed.hypotheses(self.normalize_scores, self.len_penalty)
 
     def check_drafter_length(self, max_len: int) -> None:
         """Fail before decoding when the drafter's positions cannot hold the longest input."""
@@ -61,26 +61,36 @@ class BlockwiseGenerator(SequenceGenerator):
                 f"--block-size, or train the drafter with --max-target-positions >= {needed}"
             )
 
-    def _decode(self, net_input, committed: CommittedTokens, max_len: int, finalized) -> None:
+    def _decode(self, net_input, committed: CommittedTokens, max_len: int) -> None:
+        """Decode every row of ``committed`` to its eos (or ``max_len`` tokens)."""
         raise NotImplementedError
 
-    def _finalize(self, committed: CommittedTokens, rows: List[int], finalized) -> None:
-        for row in rows:
-            finalized[row] = committed.hypothesis(row, self.normalize_scores, self.len_penalty)
-        self.stats.sentences += len(rows)
-
-    def _constrain(self, lprobs: Tensor, steps: Tensor, max_len: int) -> None:
+    def _constrain(self, lprobs: Tensor, steps: Tensor, max_len: int, may_reach_max_len: bool) -> None:
         """The per-step rules of ``SequenceGenerator`` applied in place to B x n x V log-probs
-        whose row (b, i) predicts output step ``steps[b, i]`` (0 = first token)."""
+        whose row (b, i) predicts output step ``steps[b, i]`` (0 = first token);
+        ``may_reach_max_len`` (known on the host) is False when no step can be >= max_len."""
         lprobs.nan_to_num_(nan=-math.inf)
         lprobs[..., self.pad] = -math.inf
         if self.unk_penalty != 0:
             lprobs[..., self.unk] -= self.unk_penalty
         if self.token_indices_to_suppress is not None:
             lprobs[..., self.token_indices_to_suppress.to(lprobs.device)] = -math.inf
-        lprobs[..., self.eos].masked_fill_(steps < self.min_len, -math.inf)
-        over = steps >= max_len
-        if bool(over.any()):
+        if self.min_len > 0:
+            lprobs[..., self.eos].masked_fill_(steps < self.min_len, -math.inf)
+        if may_reach_max_len:
+            over = steps >= max_len
             eos_lprob = lprobs[..., self.eos].clone()
             lprobs.masked_fill_(over.unsqueeze(-1), -math.inf)
             lprobs[..., self.eos] = torch.where(over, eos_lprob, lprobs[..., self.eos])
+
+
+def read_finished(finished: Tensor, lengths: Tensor) -> Tuple[List[bool], int]:
+    """The iteration's one read from the device: which rows finished (B), and the longest
+    of ``lengths`` (the active rows' committed lengths)."""
+    *flags, longest = torch.cat([finished.long(), lengths.max().view(1)]).tolist()
+    return [bool(f) for f in flags], longest
+
+
+def unfinished_rows(finished: List[bool], device: torch.device) -> Tensor:
+    """Indices of the rows still decoding, as a device tensor (copied from the host, no sync)."""
+    return torch.tensor([i for i, done in enumerate(finished) if not done], dtype=torch.long, device=device)

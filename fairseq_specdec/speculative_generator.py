@@ -3,18 +3,20 @@
 Each iteration (Xia et al., 2023, Sec. 3.2): the drafter proposes k tokens for every
 unfinished sentence in one forward; the verifier scores the last committed token plus
 the k drafts in ONE forward over its key/value cache; the longest acceptable draft
-prefix is kept (``accept_drafts``) and the verifier's top-1 appended; cached entries of
-rejected drafts are dropped; finished sentences leave the batch.
+prefix is kept (``accept_drafts``) and the verifier's top-1 appended; finished sentences
+leave the batch. The iteration reads one small tensor back from the device: which rows
+finished, and the longest committed length.
 """
 from typing import Optional
 
 import torch
 
-from fairseq_specdec.acceptance import accept_drafts, drop_drafts_after_eos, plan_commit
+from fairseq_specdec.acceptance import accept_drafts, plan_commit
 from fairseq_specdec.committed import CommittedTokens
-from fairseq_specdec.generator_base import BlockwiseGenerator
-from fairseq_specdec.stats import DecodingStats
-from fairseq_specdec.verifier import BlockVerifier, trim_cache
+from fairseq_specdec.drafters import NoDrafter
+from fairseq_specdec.generator_base import BlockwiseGenerator, read_finished, unfinished_rows
+from fairseq_specdec.stats import BatchTally, DecodingStats
+from fairseq_specdec.verifier import Verifier
 
 
 class SpeculativeGenerator(BlockwiseGenerator):
@@ -38,6 +40,8 @@ class SpeculativeGenerator(BlockwiseGenerator):
     ):
         if len(models) != 1:
             raise ValueError(f"SpecDec verifies with one model; got an ensemble of {len(models)}")
+        if block_size < 1 and not isinstance(drafter, NoDrafter):
+            raise ValueError(f"--block-size must be >= 1, got {block_size}")
         if beta < 1:
             raise ValueError(f"--beta must be >= 1 (1 = lossless), got {beta}")
         if tau < 0:
@@ -46,53 +50,49 @@ class SpeculativeGenerator(BlockwiseGenerator):
         self.drafter = drafter
         self.beta = beta
         self.tau = tau
-        self.verifier = BlockVerifier(self.model.single_model, temperature=self.temperature)
+        self.verifier = Verifier(self.model.single_model, temperature=self.temperature)
 
-    def _decode(self, net_input, committed: CommittedTokens, max_len: int, finalized) -> None:
-        verifier_model = self.model.single_model
+    def _decode(self, net_input, committed: CommittedTokens, max_len: int) -> None:
         device = committed.tokens.device
         stats, k = self.stats, self.block_size
+        tally = BatchTally(k, device)
         with stats.timed("verifier", device):
-            encoder_out = verifier_model.encoder.forward_torchscript(net_input)
+            state = self.verifier.start(net_input, capacity=max_len + k + 2)
         with stats.timed("drafter", device):
-            drafter_state = self.drafter.start(net_input, verifier_encoder_out=encoder_out)
-        attentions = self.verifier.self_attention_modules()
-        incremental_state = {}
+            drafting = self.drafter.start(net_input, verifier_encoder_out=state.encoder_out)
         active = torch.arange(committed.tokens.size(0), device=device)
-        cache_len = torch.zeros_like(active)
-        cache_width = 0
         offsets = torch.arange(k + 1, device=device).unsqueeze(0)
-
-        while active.numel() > 0:
+        longest = 1  # on the host: the active rows' longest committed length (BOS included), or more
+        while True:
             with stats.timed("drafter", device):
-                drafts = self.drafter.propose(drafter_state, committed.prefix(active), k)  # B x k
-                drafts = drop_drafts_after_eos(drafts, self.eos)
+                drafts = self.drafter.propose(drafting, committed.prefix(active, longest), k)  # B x k
             with stats.timed("verifier", device):
-                last = committed.last_token(active).unsqueeze(1)
-                positions = (committed.length[active] - 1).unsqueeze(1) + offsets[:, : drafts.size(1) + 1]
-                lprobs, states = self.verifier.forward_block(
-                    torch.cat([last, drafts], dim=1), positions, encoder_out, incremental_state, cache_width,
-                    return_states=True,
-                )  # B x (k+1) x V, B x (k+1) x C
+                lprobs, states = self.verifier.score(state, committed.last_token(active), drafts)
             with stats.timed("other", device):
-                # the token after position p is output step p (position 0 holds the BOS)
-                self._constrain(lprobs, positions, max_len)
+                # row (b, i) predicts output step length - 1 + i (the BOS is not an output)
+                steps = (committed.length[active] - 1).unsqueeze(1) + offsets
+                self._constrain(lprobs, steps, max_len, may_reach_max_len=longest - 1 + k >= max_len)
                 plan = plan_commit(drafts, accept_drafts(lprobs, drafts, self.beta, self.tau), self.eos)
                 token_lprobs = lprobs.gather(2, plan.tokens.unsqueeze(-1)).squeeze(-1)
                 committed.append(active, plan.tokens, token_lprobs, plan.count)
-                stats.record_iteration(plan.num_accepted, plan.count)
+                tally.record(plan.num_accepted, plan.count)
+                finished, longest = read_finished(plan.finished, committed.length[active])
+                self.verifier.commit(state, plan.count, max_length=longest - 1)
             with stats.timed("drafter", device):
-                drafter_state = self.drafter.observe(drafter_state, states, plan.tokens, plan.count)
-            with stats.timed("other", device):
-                # the cache keeps the input token and the accepted drafts: plan.count entries
-                cache_width = trim_cache(attentions, incremental_state, cache_len, cache_width, plan.count)
-                cache_len = cache_len + plan.count
-                if bool(plan.finished.any()):
-                    self._finalize(committed, active[plan.finished].tolist(), finalized)
-                    keep = (~plan.finished).nonzero().squeeze(1)
-                    if keep.numel() == 0:
-                        break
-                    active, cache_len = active[keep], cache_len[keep]
-                    verifier_model.decoder.reorder_incremental_state_scripting(incremental_state, keep)
-                    encoder_out = verifier_model.encoder.reorder_encoder_out(encoder_out, keep)
-                    drafter_state = self.drafter.select(drafter_state, keep)
+                drafting = self.drafter.observe(drafting, states, plan.tokens, plan.count)
+            if any(finished):
+                if all(finished):
+                    break
+                keep = unfinished_rows(finished, device)
+                active = active[keep]
+                state = self.verifier.select(state, keep)
+                drafting = self.drafter.select(drafting, keep)
+        tally.flush(stats)
+
+
+class LeanGreedyGenerator(SpeculativeGenerator):
+    """Greedy decoding (``--beam 1``'s output) through the verifier's lean forward and
+    preallocated cache: speculative decoding with no drafts, one token per iteration."""
+
+    def __init__(self, models, tgt_dict, stats: Optional[DecodingStats] = None, **kwargs):
+        super().__init__(models, tgt_dict, NoDrafter(), block_size=0, stats=stats, **kwargs)

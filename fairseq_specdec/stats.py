@@ -22,15 +22,15 @@ class DecodingStats:
     seconds: Dict[str, float] = field(default_factory=lambda: {"drafter": 0.0, "verifier": 0.0, "other": 0.0})
     profile: bool = False  # time the parts; on CUDA this synchronizes the device around each part
 
-    def record_iteration(self, num_accepted: torch.Tensor, num_committed: torch.Tensor) -> None:
-        """One iteration of a batch: accepted drafts and committed tokens per active sentence."""
-        self.iterations += num_accepted.numel()
-        self.accepted_drafts += int(num_accepted.sum())
-        self.committed_tokens += int(num_committed.sum())
-        counts = torch.bincount(num_accepted.cpu()).tolist()
-        if len(counts) > len(self.accepted_histogram):
-            self.accepted_histogram.extend([0] * (len(counts) - len(self.accepted_histogram)))
-        for n, c in enumerate(counts):
+    def add(self, iterations: int, committed_tokens: int, accepted_histogram: List[int]) -> None:
+        """Add a batch's counts: iterations (summed over its sentences), committed tokens, and
+        [n] = iterations that accepted n drafts."""
+        self.iterations += iterations
+        self.committed_tokens += committed_tokens
+        self.accepted_drafts += sum(n * c for n, c in enumerate(accepted_histogram))
+        if len(accepted_histogram) > len(self.accepted_histogram):
+            self.accepted_histogram.extend([0] * (len(accepted_histogram) - len(self.accepted_histogram)))
+        for n, c in enumerate(accepted_histogram):
             self.accepted_histogram[n] += c
 
     @contextmanager
@@ -69,3 +69,25 @@ class DecodingStats:
         if self.profile:
             line += " | time: drafter {drafter_seconds:.2f}s, verifier {verifier_seconds:.2f}s, other {other_seconds:.2f}s"
         logger.info(line.format(**s))
+
+
+class BatchTally:
+    """A batch's acceptance counts, accumulated on the decoding device (no host
+    synchronization per iteration) and added to a ``DecodingStats`` once, by ``flush``."""
+
+    def __init__(self, max_drafts: int, device: torch.device):
+        self.iterations = 0  # on the host: the number of active rows is known there
+        self.histogram = torch.zeros(max_drafts + 1, dtype=torch.long, device=device)  # [n]: accepted n
+        self.committed = torch.zeros(1, dtype=torch.long, device=device)
+
+    def record(self, num_accepted: torch.Tensor, num_committed: torch.Tensor) -> None:
+        """One iteration: accepted drafts and committed tokens per active sentence (B each)."""
+        self.iterations += num_accepted.numel()
+        self.histogram.scatter_add_(0, num_accepted, torch.ones_like(num_accepted))
+        self.committed += num_committed.sum()
+
+    def flush(self, stats: DecodingStats) -> None:
+        committed, *histogram = torch.cat([self.committed, self.histogram]).tolist()
+        while histogram and histogram[-1] == 0:
+            histogram.pop()
+        stats.add(self.iterations, committed, histogram)

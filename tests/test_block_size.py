@@ -128,9 +128,12 @@ def test_drafter_only_decoding_uses_the_drafters_k(demo_data, tiny_drafter, capl
     assert task.block_size == generator.block_size == k
     # the drafter's decoder reads a prefix plus k queries: targets are filtered to leave room for k
     assert task.max_positions()[1] == task.cfg.max_target_positions - k
-    generator.generate(models, sample)
-    hist = generator.stats.accepted_histogram  # [n] = iterations that committed n drafted tokens
-    assert len(hist) == k + 1 and hist[k] > 0  # whole blocks of k, and never more
+    hypos = generator.generate(models, sample)
+    # each iteration commits a whole block of k tokens, the last one up to its eos
+    stats = generator.stats
+    assert stats.iterations == sum(-(-len(h[0]["tokens"]) // k) for h in hypos)
+    assert stats.committed_tokens == sum(len(h[0]["tokens"]) for h in hypos)
+    assert stats.accepted_drafts == 0  # nothing is verified
     assert bool(k_warnings(caplog)) == (requested is not None)
 
 

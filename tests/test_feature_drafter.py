@@ -5,7 +5,8 @@ equals greedy) at batch 1 and 16."""
 import pytest
 import torch
 
-from fairseq_specdec.feature_drafting import ChainDrafter, FeatureDrafter
+from fairseq_specdec.chain_drafting import ChainDrafter
+from fairseq_specdec.feature_drafting import FeatureDrafter
 from fairseq_specdec.speculative_generator import SpeculativeGenerator
 from fairseq_specdec.verifier_features import TeacherVerifier
 
@@ -101,37 +102,61 @@ def test_chain_drafts_follow_the_teacher_forced_states(demo_data, tiny_verifier,
         assert drafts[0, 0].item() == expected[m], f"after {m} committed tokens"
 
 
-def recompute_chain(drafter, state, prefix, k):
-    """Reference for ChainDrafter's cached steps: every step re-runs the whole right-padded
-    sequence (the training layout) and appends its (predicted state, token) slot."""
+class SlotKeeping(Recording):
+    """Wraps a ChainDrafter, keeps every row's slots itself (from start, observe and
+    select) and checks each proposal against ``recompute_chain`` over them."""
+
+    def __init__(self, inner):
+        super().__init__(inner)
+        self.unequal = []
+
+    def start(self, net_input, verifier_encoder_out=None):
+        state = self.inner.start(net_input, verifier_encoder_out)
+        bsz = net_input["src_tokens"].size(0)
+        bos = torch.full((bsz,), self.inner.bos, dtype=torch.long)
+        start = self.inner.model.decoder.start_input(bsz, bos)  # B x 1 x C
+        self.slots = [[start[b, 0]] for b in range(bsz)]
+        return state
+
+    def observe(self, state, states, tokens, counts):
+        fused = self.inner.model.decoder.slot_inputs(states, tokens[:, :states.size(1)])
+        for b, count in enumerate(counts.tolist()):
+            self.slots[b].extend(fused[b, :count])
+        return self.inner.observe(state, states, tokens, counts)
+
+    def select(self, state, rows):
+        self.slots = [self.slots[b] for b in rows.tolist()]
+        return self.inner.select(state, rows)
+
+    def propose(self, state, prefix, k):
+        drafts = self.inner.propose(state, prefix, k)
+        for b, slots in enumerate(self.slots):
+            encoder_out = self.inner.model.encoder.reorder_encoder_out(state.encoder_out, torch.tensor([b]))
+            assert drafts[b].tolist() == recompute_chain(self.inner, torch.stack(slots), encoder_out, k)
+        self.unequal.append(len({len(s) for s in self.slots}) > 1)
+        return drafts
+
+
+def recompute_chain(drafter, slots, encoder_out, k):
+    """Reference for ChainDrafter's cached steps on one row: every step re-runs the model's
+    teacher-forced forward over all the slots so far (fairseq's own layers) and appends
+    its (predicted state, token) slot."""
     decoder = drafter.model.decoder
-    width, bsz = prefix.size(1), prefix.size(0)
-    x = torch.cat([state.slots[:, :width], state.slots.new_zeros(bsz, k, state.slots.size(2))], 1)
-    length, rows, tokens = state.length.clone(), torch.arange(bsz), []
-    for i in range(k):
-        pad = torch.arange(width + i).unsqueeze(0) >= length.unsqueeze(1)
-        predicted = decoder.predict_states(x[:, :width + i], pad, state.encoder_out)[rows, length - 1]
+    x, tokens = slots.unsqueeze(0), []  # 1 x m x C
+    for _ in range(k):
+        predicted = decoder.predict_states(x, torch.zeros(1, x.size(1), dtype=torch.bool), encoder_out)[:, -1]
         logits = decoder.output_layer(predicted)
         logits[..., drafter.forbidden] = float("-inf")
-        tokens.append(logits.argmax(-1))
-        x[rows, length] = decoder.slot_inputs(predicted.unsqueeze(1), tokens[-1].unsqueeze(1))[:, 0]
-        length = length + 1
-    return torch.stack(tokens, 1)
+        tokens.append(int(logits.argmax(-1)))
+        x = torch.cat([x, decoder.slot_inputs(predicted.unsqueeze(1), logits.argmax(-1, keepdim=True))], 1)
+    return tokens
 
 
 def test_cached_chain_equals_recomputing_it_on_unequal_rows(demo_data, tiny_verifier, chain_drafter):
     task, models, generator = loaded(demo_data, tiny_verifier, chain_drafter, ChainDrafter)
-    drafter, checked = generator.drafter, []
-
-    class Checked(Recording):
-        def propose(self, state, prefix, k):
-            drafts = self.inner.propose(state, prefix, k)
-            assert torch.equal(drafts, recompute_chain(self.inner, state, prefix, k))
-            checked.append(int(state.length.min()) != int(state.length.max()))
-            return drafts
-
-    generator.drafter = Checked(drafter)
+    checked = SlotKeeping(generator.drafter)
+    generator.drafter = checked
     with torch.no_grad():
         for sample in batches(task, 16)[:4]:
             generator.generate(models, sample)
-    assert any(checked), "no call had rows of unequal lengths"
+    assert any(checked.unequal), "no call had rows of unequal lengths"

@@ -25,7 +25,7 @@ from fairseq.sequence_generator import SequenceGenerator  # noqa: E402
 
 from conftest import USER_DIR  # noqa: E402
 from fairseq_specdec.drafters import NARDrafter  # noqa: E402
-from fairseq_specdec.speculative_generator import SpeculativeGenerator  # noqa: E402
+from fairseq_specdec.speculative_generator import LeanGreedyGenerator, SpeculativeGenerator  # noqa: E402
 from fairseq_specdec.stats import DecodingStats  # noqa: E402
 
 K = 5
@@ -200,9 +200,6 @@ def by_source(samples, hypos, pad):
 
 # ---------------------------------------------------------------- real drafters, in-process
 
-ACCEPTANCE = {}  # (drafter, batch size) -> mean accepted drafts per iteration
-
-
 @pytest.mark.parametrize("batch_size", [1, 16])
 @pytest.mark.parametrize("which", ["untrained_drafter", "tiny_drafter", "shared_encoder_drafter"])
 def test_task_generator_equals_greedy(request, demo_data, tiny_verifier, samples, greedy_out, which, batch_size):
@@ -220,12 +217,33 @@ def test_task_generator_equals_greedy(request, demo_data, tiny_verifier, samples
     stats = task.decoding_stats
     assert stats.sentences == NUM_TEST
     assert stats.committed_tokens == sum(len(h["tokens"]) for h in got.values())
-    mean = stats.accepted_drafts / stats.iterations
-    ACCEPTANCE[which, batch_size] = mean
-    print(f"{which} batch {batch_size}: {mean:.3f} accepted drafts per iteration")
-    if which != "untrained_drafter" and ("untrained_drafter", batch_size) in ACCEPTANCE:
-        # training made the drafter agree with the verifier more often
-        assert mean > 1.5 * ACCEPTANCE["untrained_drafter", batch_size]
+    print(f"{which} batch {batch_size}: {stats.accepted_drafts / stats.iterations:.3f} accepted drafts per iteration")
+
+
+def test_training_raises_acceptance(demo_data, tiny_verifier, untrained_drafter, tiny_drafter, subset):
+    """The trained drafter's drafts are accepted more often than an untrained one's."""
+    chosen, _ = subset
+    mean = {}
+    for name, drafter in (("untrained", untrained_drafter), ("trained", tiny_drafter)):
+        cfg, task, models = setup(demo_data, tiny_verifier, ["--drafter-path", str(drafter)])
+        decode(task.build_generator(models, cfg.generation), models, chosen)
+        mean[name] = task.decoding_stats.accepted_drafts / task.decoding_stats.iterations
+    assert mean["trained"] > 1.5 * mean["untrained"], mean
+
+
+@pytest.mark.parametrize("batch_size", [1, 16])
+def test_lean_greedy_equals_greedy(demo_data, tiny_verifier, samples, greedy_out, batch_size):
+    """--lean-greedy (the verifier's preallocated cache, no drafts) gives greedy's tokens
+    and scores."""
+    cfg, task, models = setup(demo_data, tiny_verifier, ["--lean-greedy"])
+    generator = task.build_generator(models, cfg.generation)
+    assert isinstance(generator, LeanGreedyGenerator)
+    got = decode(generator, models, samples[batch_size])
+    want = greedy_out[batch_size]
+    assert_same_tokens(got, want)
+    for sid in want:
+        assert torch.allclose(got[sid]["positional_scores"], want[sid]["positional_scores"], atol=1e-5)
+        assert abs(float(got[sid]["score"]) - float(want[sid]["score"])) < 1e-5
 
 
 # ---------------------------------------------------------------- the real CLI

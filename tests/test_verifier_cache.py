@@ -1,7 +1,7 @@
-"""BlockVerifier.forward_block + trim_cache (fairseq_specdec/verifier.py) against a full,
-non-incremental recompute with fairseq's own decoder forward, through several
-accept/trim cycles where the rows of a batch keep different numbers of tokens, and
-rows leave the batch. Run on the trained tiny verifier and on untrained verifiers of
+"""The verifier's block scores over its preallocated cache (fairseq_specdec/verifier.py:
+start, score, commit, select) against a full, non-incremental recompute with fairseq's own
+decoder forward, through several accept cycles where the rows of a batch keep different
+numbers of tokens, and rows leave the batch. Run on the trained tiny verifier and on untrained verifiers of
 other shapes built through fairseq's task/model API."""
 import sys
 from pathlib import Path
@@ -17,7 +17,7 @@ import fairseq_specdec  # noqa: E402,F401  (registers the plugin, allow-lists ch
 from fairseq import checkpoint_utils, options, tasks  # noqa: E402
 from fairseq.models.transformer import TransformerModel  # noqa: E402
 
-from fairseq_specdec.verifier import BlockVerifier, trim_cache  # noqa: E402
+from fairseq_specdec.verifier import Verifier  # noqa: E402
 
 TOL = 1e-5
 SMALL = [
@@ -78,33 +78,28 @@ def source_batch(task, ids):
 
 
 def check_cycles(model, task, ids=(0, 5, 17, 42)):
-    """Drive the block verifier through CYCLES and compare every block with a full recompute."""
+    """Drive the verifier through CYCLES and compare every block with a full recompute."""
     tgt_dict = task.target_dictionary
     net_input = source_batch(task, list(ids))
     src_lengths = net_input["src_lengths"]
     assert len(set(src_lengths.tolist())) > 1, "the batch must hold sources of different lengths"
     gen = torch.Generator().manual_seed(1)
     vocab = len(tgt_dict)
-    verifier = BlockVerifier(model)
-    attentions = verifier.self_attention_modules()
+    verifier = Verifier(model)
     checked = 0
     with torch.no_grad():
-        encoder_out = model.encoder.forward_torchscript(net_input)
+        state = verifier.start(net_input, capacity=1 + sum(max(keep) for keep, _ in CYCLES) + K + 1)
+        encoder_out = state.encoder_out
         seqs = [[tgt_dict.eos()] for _ in ids]  # committed tokens, BOS (= eos) first
-        incremental_state = {}
-        cache_len = torch.zeros(len(ids), dtype=torch.long)
-        cache_width = 0
         for cycle, (keep, drop) in enumerate(CYCLES):
             bsz = len(seqs)
             assert len(keep) == bsz
             drafts = torch.randint(tgt_dict.nspecial, vocab, (bsz, K), generator=gen)
-            last = torch.tensor([s[-1] for s in seqs]).unsqueeze(1)
+            last = torch.tensor([s[-1] for s in seqs])
             lengths = torch.tensor([len(s) for s in seqs])
-            assert torch.equal(cache_len, lengths - 1), "the cache holds every committed token but the last"
-            positions = (lengths - 1).unsqueeze(1) + torch.arange(K + 1).unsqueeze(0)
-            lprobs = verifier.forward_block(torch.cat([last, drafts], 1), positions, encoder_out,
-                                            incremental_state, cache_width)
-            assert lprobs.shape == (bsz, K + 1, vocab)
+            assert torch.equal(state.cache.length, lengths - 1), "the cache holds every committed token but the last"
+            lprobs, states = verifier.score(state, last, drafts)
+            assert lprobs.shape == (bsz, K + 1, vocab) and states.shape[:2] == (bsz, K + 1)
             for b in range(bsz):
                 full = torch.tensor(seqs[b] + drafts[b].tolist()).unsqueeze(0)
                 enc_b = model.encoder.reorder_encoder_out(encoder_out, torch.tensor([b]))
@@ -114,21 +109,41 @@ def check_cycles(model, task, ids=(0, 5, 17, 42)):
                 assert diff < TOL, f"cycle {cycle}, row {b}: block scores differ from a full recompute by {diff}"
                 checked += 1
             # commit: kept drafts, then a verifier token (not yet in the cache)
-            keep_t = torch.tensor(keep)
             for b in range(bsz):
                 nxt = int(lprobs[b, keep[b] - 1].argmax())
                 seqs[b] = seqs[b] + drafts[b, : keep[b] - 1].tolist() + [nxt]
-            cache_width = trim_cache(attentions, incremental_state, cache_len, cache_width, keep_t)
-            cache_len = cache_len + keep_t
-            assert cache_width == int(cache_len.max())
+            # odd cycles pass the longest length read on the host, even ones let the bound grow
+            longest = max(len(s) for s in seqs) - 1 if cycle % 2 else None
+            verifier.commit(state, torch.tensor(keep), max_length=longest)
             if drop:
                 rows = torch.tensor([b for b in range(bsz) if b not in drop])
-                model.decoder.reorder_incremental_state_scripting(incremental_state, rows)
+                state = verifier.select(state, rows)
                 encoder_out = model.encoder.reorder_encoder_out(encoder_out, rows)
-                cache_len = cache_len[rows]
                 seqs = [seqs[b] for b in rows.tolist()]
     assert checked == sum(len(keep) for keep, _ in CYCLES)
     return seqs
+
+
+def test_select_and_commit_on_hand_built_rows(demo_data, tiny_verifier):
+    """select keeps exactly the chosen rows of every part of the state; commit advances
+    the lengths by the counts and narrows the attended columns to the given longest row."""
+    model, task = load_trained(demo_data, tiny_verifier)
+    verifier = Verifier(model)
+    with torch.no_grad():
+        state = verifier.start(source_batch(task, [0, 5, 17]), capacity=16)
+        verifier.score(state, torch.tensor([2, 2, 2]), torch.tensor([[7, 8], [9, 10], [11, 12]]))
+        verifier.commit(state, torch.tensor([3, 1, 2]))
+        assert state.cache.length.tolist() == [3, 1, 2] and state.cache.bound == 3  # grown by the block (k + 1)
+        verifier.commit(state, torch.tensor([0, 0, 0]), max_length=3)
+        assert state.cache.bound == 3
+        kept = verifier.select(state, torch.tensor([2, 0]))
+    assert kept.cache.length.tolist() == [2, 3]
+    for (keys, values), (kept_keys, kept_values) in zip(state.cache.target, kept.cache.target):
+        assert torch.equal(kept_keys, keys[[2, 0]]) and torch.equal(kept_values, values[[2, 0]])
+    enc, kept_enc = state.encoder_out["encoder_out"][0], kept.encoder_out["encoder_out"][0]
+    assert torch.equal(kept_enc, enc[:, [2, 0]])
+    assert torch.equal(kept.cache.source_mask, state.cache.source_mask[[2, 0]])
+    assert torch.equal(kept.cache.source[0][0], state.cache.source[0][0][[2, 0]])
 
 
 def test_trained_verifier_block_scores_match_full_recompute(demo_data, tiny_verifier):

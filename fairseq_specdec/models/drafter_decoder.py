@@ -61,8 +61,7 @@ class SpecDrafterDecoder(TransformerDecoderBase):
 
         enc = encoder_out["encoder_out"][0]
         enc_mask = encoder_out["encoder_padding_mask"][0] if len(encoder_out["encoder_padding_mask"]) > 0 else None
-        self_pad = tokens.eq(self.padding_idx)
-        self_pad = self_pad if bool(self_pad.any()) else None
+        self_pad = tokens.eq(self.padding_idx)  # passed even when all False: no read back to the host
         for layer in self.layers:
             # self_attn_mask=None: every position sees the whole prefix and every query
             x, _, _ = layer(x, enc, enc_mask, None, self_attn_mask=None, self_attn_padding_mask=self_pad)

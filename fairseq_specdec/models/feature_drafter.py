@@ -70,15 +70,13 @@ class FeatureDrafterDecoder(TransformerDecoderBase):
         if self.layernorm_embedding is not None:
             x = self.layernorm_embedding(x)
         x = self.dropout_module(x).transpose(0, 1)  # L x B x C
-        has_pad = bool(pad.any())
         enc = encoder_out["encoder_out"][0]
         enc_mask = encoder_out["encoder_padding_mask"][0] if len(encoder_out["encoder_padding_mask"]) > 0 else None
         mask = additive_mask(allowed, x.dtype) if allowed is not None else None
         for layer in self.layers:
-            x, _, _ = layer(x, enc, enc_mask, incremental_state, self_attn_mask=mask,
-                            self_attn_padding_mask=pad if has_pad or incremental_state is not None else None)
-            if has_pad:  # padded slots may see no key at all: keep them finite
-                x = x.masked_fill(pad.t().unsqueeze(-1), 0.0)
+            # the pad mask is passed even when all False: no read back to the host
+            x, _, _ = layer(x, enc, enc_mask, incremental_state, self_attn_mask=mask, self_attn_padding_mask=pad)
+            x = x.masked_fill(pad.t().unsqueeze(-1), 0.0)  # padded slots may see no key at all: keep them finite
         if self.layer_norm is not None:
             x = self.layer_norm(x)
         x = x.transpose(0, 1)  # B x Q x C

@@ -22,7 +22,7 @@ from fairseq_specdec.models.specdec_drafter import SpecDrafterModel
 from fairseq_specdec.verifier_features import TeacherVerifier
 from fairseq_specdec.ngram_data import build_index
 from fairseq_specdec.ngram_drafter import with_ngram_drafter
-from fairseq_specdec.speculative_generator import SpeculativeGenerator
+from fairseq_specdec.speculative_generator import LeanGreedyGenerator, SpeculativeGenerator
 from fairseq_specdec.stats import DecodingStats
 
 logger = logging.getLogger(__name__)
@@ -70,6 +70,11 @@ class SpecDecTranslationConfig(TranslationConfig):
     )
     ngram_order: int = field(
         default=4, metadata={"help": "longest context (in tokens) the n-gram drafter looks up"}
+    )
+    lean_greedy: bool = field(
+        default=False,
+        metadata={"help": "without a drafter, decode --beam 1 with the plugin's lean greedy (the verifier's "
+                  "preallocated cache and lean forward): fairseq's greedy output, faster"},
     )
     seed: int = II("common.seed")
 
@@ -195,8 +200,13 @@ class SpecDecTranslationTask(TranslationTask):
             return DrafterGenerator(models, self.target_dictionary, block_size=self.block_size,
                                     stats=self.decoding_stats, **self.search_options(args))
         if self.cfg.drafter_path is None and not self.cfg.ngram_drafter:
-            return super().build_generator(models, args, seq_gen_cls, extra_gen_cls_kwargs,
-                                           prefix_allowed_tokens_fn)
+            if not self.cfg.lean_greedy:
+                return super().build_generator(models, args, seq_gen_cls, extra_gen_cls_kwargs,
+                                               prefix_allowed_tokens_fn)
+            check_generation_options(args, prefix_allowed_tokens_fn, what="--lean-greedy")
+            if args.beam != 1:
+                raise ValueError(f"--lean-greedy decodes greedily: use --beam 1 (got --beam {args.beam})")
+            return LeanGreedyGenerator(models, self.target_dictionary, **self.search_options(args))
         check_generation_options(args, prefix_allowed_tokens_fn, what="SpecDec")
         if args.beam != 1:
             logger.info(f"SpecDec keeps one hypothesis per sentence (greedy verification); --beam {args.beam} is not used")

@@ -1,0 +1,107 @@
+"""Drafting with the chain drafter (``specdec_chain_drafter``, EAGLE-style) next to its
+verifier, over a preallocated cache that persists between iterations.
+
+The drafter's layer keeps the keys/values of one slot per committed token (the verifier's
+state fused with the token after it, handed over by ``observe``), so an iteration runs
+the layer over the k + 1 new slots of the block just verified, then k - 1 chained steps,
+never the whole prefix. The chained steps' entries are written past the committed slots
+and overwritten by the next ``observe``. The layers run through ``lean_layers``, the
+same computation as the model's teacher-forced forward (tested equal).
+"""
+from dataclasses import dataclass, replace
+from typing import Dict, List, Optional, Tuple
+
+import torch
+from torch import Tensor
+
+from fairseq_specdec.drafters import forbidden_tokens, same_encoder, top_tokens
+from fairseq_specdec.lean_layers import DecoderCache, allocate_cache, run_block, unsupported_layer_options
+
+INITIAL_SLOTS = 64  # cache entries per row at the start of a batch; grows when needed
+
+
+@dataclass
+class ChainState:
+    encoder_out: Dict[str, List[Tensor]]  # the source, encoded (the verifier's when shared)
+    cache: DecoderCache  # the drafter layers' keys/values of the committed slots (BOS slot included)
+    predicted: Tensor  # B x C: the predicted verifier state after the last committed slot
+
+
+class ChainDrafter:
+    """Drafts with a trained ``specdec_chain_drafter``: k steps, each predicting the
+    verifier's next state, reading its token through the verifier's output projection,
+    and feeding (predicted state, token) back in as the next slot."""
+
+    def __init__(self, model, tgt_dict, verifier=None):
+        for layer in model.decoder.layers:
+            reason = unsupported_layer_options(layer)
+            if reason is not None:
+                raise ValueError(f"chain drafters with {reason} are not supported")
+        self.model = model
+        self.reuses_verifier_encoder = verifier is not None and same_encoder(model.encoder, verifier.encoder)
+        self.forbidden = forbidden_tokens(tgt_dict)
+        self.bos = tgt_dict.eos()  # fairseq decodes from eos
+
+    def start(self, net_input: Dict[str, Tensor], verifier_encoder_out=None) -> ChainState:
+        if self.reuses_verifier_encoder and verifier_encoder_out is not None:
+            encoder_out = verifier_encoder_out
+        else:
+            encoder_out = self.model.encoder.forward_torchscript(net_input)
+        self.forbidden = self.forbidden.to(net_input["src_tokens"].device)
+        decoder = self.model.decoder
+        cache = allocate_cache(decoder, encoder_out, INITIAL_SLOTS)
+        bsz = cache.length.size(0)
+        bos = torch.full((bsz,), self.bos, dtype=torch.long, device=cache.length.device)
+        predicted = self._states(decoder.start_input(bsz, bos), cache)[:, 0]
+        cache.commit(torch.ones_like(bos), 1, max_length=1)
+        return ChainState(encoder_out, cache, predicted)
+
+    def _states(self, inputs: Tensor, cache: DecoderCache) -> Tensor:
+        """Predicted verifier states (B x n x C) after n new slot inputs per row."""
+        decoder = self.model.decoder
+        if decoder.layernorm_embedding is not None:
+            inputs = decoder.layernorm_embedding(inputs)
+        return decoder.state_head(run_block(decoder, inputs, cache))
+
+    def observe(self, state: ChainState, states: Tensor, tokens: Tensor, counts: Tensor) -> ChainState:
+        """A slot per committed token: the verifier's state ``states[:, i]`` (after block
+        input i) fused with ``tokens[:, i]`` (committed after it), for ``i < counts[b]``."""
+        n = states.size(1)
+        predicted = self._states(self.model.decoder.slot_inputs(states, tokens[:, :n]), state.cache)  # B x n x C
+        last = (counts - 1).view(-1, 1, 1).expand(-1, 1, predicted.size(2))
+        state.cache.commit(counts, n)
+        return replace(state, predicted=predicted.gather(1, last)[:, 0])
+
+    def select(self, state: ChainState, rows: Tensor) -> ChainState:
+        return ChainState(self.model.encoder.reorder_encoder_out(state.encoder_out, rows),
+                          state.cache.select(rows), state.predicted[rows])
+
+    def max_positions(self) -> int:
+        return 1 << 30  # no positional embeddings
+
+    def propose(self, state: ChainState, prefix: Tensor, block_size: int) -> Tensor:
+        """B x k drafts (``prefix`` is not read: the committed slots are cached)."""
+        return self.chain(state, block_size, confidence=False)[0]
+
+    def propose_with_confidence(self, state: ChainState, prefix: Tensor, block_size: int) -> Tuple[Tensor, Tensor]:
+        """B x k drafts and the drafter's softmax probability of each (B x k)."""
+        return self.chain(state, block_size, confidence=True)
+
+    def chain(self, state: ChainState, block_size: int, confidence: bool) -> Tuple[Tensor, Optional[Tensor]]:
+        decoder = self.model.decoder
+        state.cache.reserve(block_size)
+        scratch = replace(state.cache)  # shares the buffers; its lengths move past the committed slots
+        predicted, tokens, probs = state.predicted, [], []
+        for i in range(block_size):
+            logits = decoder.output_layer(predicted)  # B x V
+            logits[..., self.forbidden] = float("-inf")
+            if confidence:
+                token, prob = top_tokens(logits)
+                probs.append(prob)
+            else:
+                token = logits.argmax(-1)
+            tokens.append(token)
+            if i + 1 < block_size:
+                predicted = self._states(decoder.slot_inputs(predicted.unsqueeze(1), token.unsqueeze(1)), scratch)[:, 0]
+                scratch.commit(torch.ones_like(token), 1)
+        return torch.stack(tokens, 1), (torch.stack(probs, 1) if confidence else None)

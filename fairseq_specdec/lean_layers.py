@@ -1,0 +1,185 @@
+"""A lean forward of fairseq's Transformer decoder layers over their own weights, with a
+preallocated key/value cache: the verifier's, and the chain drafter's.
+
+fairseq's incremental path grows each layer's cache with ``torch.cat`` on every forward
+and reads per-row lengths from a padding mask; here each layer's keys/values live in a
+B x H x L x D buffer allocated once per batch, new entries are written in place at the
+row's own offset, and the attention reads the first ``width`` columns under a per-row
+mask. The source's keys/values for the cross-attention are computed once per batch.
+Numerically it is the layer's own computation (``test_verifier_cache`` compares it with
+fairseq's full forward); only inference (no dropout) is covered.
+"""
+from dataclasses import dataclass, replace
+from typing import Dict, List, Optional, Tuple
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor
+
+KeysValues = Tuple[Tensor, Tensor]  # B x H x T x D each
+
+
+def unsupported_layer_options(layer) -> Optional[str]:
+    """Why the lean forward cannot run ``layer`` (a fairseq decoder layer), or None."""
+    for name in ("c_attn", "attn_ln", "ffn_layernorm", "w_resid"):
+        if getattr(layer, name, None) is not None:
+            return f"NormFormer options (the layer has {name}); train the verifier without --scale-attn/--scale-fc/--scale-heads/--scale-resids"
+    for attn in (layer.self_attn, layer.encoder_attn):
+        if attn is not None and (attn.bias_k is not None or attn.add_zero_attn):
+            return "attention with --add-bias-kv or --add-zero-attn"
+    return None
+
+
+def split_heads(x: Tensor, heads: int) -> Tensor:
+    """B x n x C -> B x H x n x D."""
+    bsz, n, dim = x.shape
+    return x.view(bsz, n, heads, dim // heads).transpose(1, 2)
+
+
+def merge_heads(x: Tensor) -> Tensor:
+    """B x H x n x D -> B x n x C."""
+    bsz, heads, n, dim = x.shape
+    return x.transpose(1, 2).reshape(bsz, n, heads * dim)
+
+
+def source_keys_values(layer, encoder_out: Tensor) -> Optional[KeysValues]:
+    """The cross-attention's keys and values of the encoder output (S x B x C), B x H x S x D."""
+    attn = layer.encoder_attn
+    if attn is None:
+        return None
+    enc = encoder_out.transpose(0, 1)  # B x S x C
+    return split_heads(attn.k_proj(enc), attn.num_heads), split_heads(attn.v_proj(enc), attn.num_heads)
+
+
+def write_block(cache: KeysValues, new: KeysValues, columns: Tensor) -> None:
+    """Write the n new keys/values (B x H x n x D) of each row at its columns (B x n), in place."""
+    keys, values = cache
+    new_keys, new_values = new
+    index = columns.view(columns.size(0), 1, -1, 1).expand_as(new_keys)
+    keys.scatter_(2, index, new_keys)
+    values.scatter_(2, index, new_values)
+
+
+def layer_forward(layer, x: Tensor, cache: KeysValues, columns: Tensor, width: int, self_mask: Tensor,
+                  source: Optional[KeysValues], source_mask: Optional[Tensor]) -> Tensor:
+    """One decoder layer over the new tokens x (B x n x C) of each row.
+
+    Args:
+        cache: this layer's key/value buffers (B x H x L x D); the new keys/values are
+            written at ``columns`` (B x n) first.
+        width: the attention reads columns ``[0, width)``.
+        self_mask: B x 1 x n x width, True where a new token may attend.
+        source: the cross-attention's keys/values (``source_keys_values``).
+        source_mask: B x 1 x 1 x S, True at real source tokens (None: no padding).
+    """
+    attn = layer.self_attn
+    residual = x
+    if layer.normalize_before:
+        x = layer.self_attn_layer_norm(x)
+    query = split_heads(attn.q_proj(x), attn.num_heads)
+    write_block(cache, (split_heads(attn.k_proj(x), attn.num_heads), split_heads(attn.v_proj(x), attn.num_heads)),
+                columns)
+    keys, values = cache
+    x = F.scaled_dot_product_attention(query, keys[:, :, :width], values[:, :, :width], attn_mask=self_mask,
+                                       scale=attn.scaling)
+    x = residual + attn.out_proj(merge_heads(x))
+    if not layer.normalize_before:
+        x = layer.self_attn_layer_norm(x)
+
+    if layer.encoder_attn is not None and source is not None:
+        attn = layer.encoder_attn
+        residual = x
+        if layer.normalize_before:
+            x = layer.encoder_attn_layer_norm(x)
+        query = split_heads(attn.q_proj(x), attn.num_heads)
+        x = F.scaled_dot_product_attention(query, source[0], source[1], attn_mask=source_mask, scale=attn.scaling)
+        x = residual + attn.out_proj(merge_heads(x))
+        if not layer.normalize_before:
+            x = layer.encoder_attn_layer_norm(x)
+
+    residual = x
+    if layer.normalize_before:
+        x = layer.final_layer_norm(x)
+    x = residual + layer.fc2(layer.activation_fn(layer.fc1(x)))
+    if not layer.normalize_before:
+        x = layer.final_layer_norm(x)
+    return x
+
+
+@dataclass
+class DecoderCache:
+    """A batch's per-layer keys/values: the source's for the cross-attention (computed
+    once) and the target positions' (preallocated B x H x L x D, written in place).
+    Row b's committed entries are its first ``length[b]`` columns; anything written past
+    them (a block's rejected part) is overwritten by the next block."""
+
+    source: List[Optional[KeysValues]]  # per layer, B x H x S x D; None: no cross-attention
+    source_mask: Optional[Tensor]  # B x 1 x 1 x S, True at real source tokens; None: no padding
+    target: List[KeysValues]  # per layer, B x H x L x D
+    length: Tensor  # B committed entries per row
+    bound: int  # on the host: an upper bound of max(length)
+
+    @property
+    def capacity(self) -> int:
+        return self.target[0][0].size(2)
+
+    def select(self, rows: Tensor) -> "DecoderCache":
+        return replace(
+            self,
+            source=[None if kv is None else (kv[0][rows], kv[1][rows]) for kv in self.source],
+            source_mask=None if self.source_mask is None else self.source_mask[rows],
+            target=[(keys[rows], values[rows]) for keys, values in self.target],
+            length=self.length[rows],
+        )
+
+    def commit(self, counts: Tensor, block: int, max_length: Optional[int] = None) -> None:
+        """Keep the first ``counts[b]`` entries of row b's last block (of ``block`` entries);
+        ``max_length``, the longest row after this commit when the caller has read it,
+        tightens the bound (otherwise it grows by the block)."""
+        self.length = self.length + counts
+        self.bound = max_length if max_length is not None else min(self.bound + block, self.capacity)
+
+    def reserve(self, block: int) -> None:
+        """Make room for a block of ``block`` entries past the bound (grows on the host's word)."""
+        needed = self.bound + block
+        if needed > self.capacity:
+            extra = max(needed, 2 * self.capacity) - self.capacity
+            self.target = [(torch.cat([k, k.new_zeros(*k.shape[:2], extra, k.size(3))], 2),
+                            torch.cat([v, v.new_zeros(*v.shape[:2], extra, v.size(3))], 2)) for k, v in self.target]
+
+
+def allocate_cache(decoder, encoder_out: Dict[str, List[Tensor]], capacity: int) -> DecoderCache:
+    """An empty ``DecoderCache`` of ``capacity`` entries per row for a fairseq decoder."""
+    enc = encoder_out["encoder_out"][0]  # S x B x C
+    bsz = enc.size(1)
+    pad = encoder_out["encoder_padding_mask"][0] if len(encoder_out["encoder_padding_mask"]) > 0 else None
+    dtype = next(decoder.parameters()).dtype
+    target = []
+    for layer in decoder.layers:
+        shape = (bsz, layer.self_attn.num_heads, capacity, layer.self_attn.head_dim)
+        target.append((enc.new_zeros(shape, dtype=dtype), enc.new_zeros(shape, dtype=dtype)))
+    return DecoderCache(
+        source=[source_keys_values(layer, enc.to(dtype)) for layer in decoder.layers],
+        source_mask=None if pad is None else (~pad).view(bsz, 1, 1, -1),
+        target=target,
+        length=torch.zeros(bsz, dtype=torch.long, device=enc.device),
+        bound=0,
+    )
+
+
+def run_block(decoder, x: Tensor, cache: DecoderCache) -> Tensor:
+    """The decoder's layers (then its final norm and output-dimension projection) over a
+    block of n new inputs per row (B x n x C, embedded), written at each row's
+    ``cache.length``; input i of a row sees its committed entries and inputs 0..i."""
+    n = x.size(1)
+    cache.reserve(n)
+    width = cache.bound + n
+    columns = cache.length.unsqueeze(1) + torch.arange(n, device=x.device)  # B x n
+    self_mask = (torch.arange(width, device=x.device).view(1, 1, -1) <= columns.unsqueeze(2)).unsqueeze(1)
+    for layer, target, source in zip(decoder.layers, cache.target, cache.source):
+        x = layer_forward(layer, x, target, columns, width, self_mask, source, cache.source_mask)
+    if decoder.layer_norm is not None:
+        x = decoder.layer_norm(x)
+    if decoder.project_out_dim is not None:
+        x = decoder.project_out_dim(x)
+    return x
