@@ -151,3 +151,25 @@ def test_benchmark_uses_the_drafters_k(demo_data, tiny_verifier, tiny_drafter, c
     (row,) = report["rows"]
     assert len(row["accepted_histogram"]) <= k + 1  # never more than k drafts accepted
     assert bool(k_warnings(caplog)) == (requested is not None)
+
+
+def test_drafter_only_decoding_equals_a_sentence_by_sentence_loop(demo_data, tiny_drafter):
+    """Drafter-only decoding of a batch of 8 gives exactly the tokens of a plain loop over
+    one sentence at a time: the drafter's argmax for k queries after the committed prefix,
+    kept up to the first eos (forced at fairseq's length limit, here 200)."""
+    task, models, generator, sample = generation_setup(demo_data["bin"], tiny_drafter)
+    drafter, k, eos = generator.drafter, generator.block_size, task.target_dictionary.eos()
+    with torch.no_grad():
+        hypos = generator.generate(models, sample)
+        for i, src in enumerate(sample["net_input"]["src_tokens"]):
+            src = src[src.ne(task.source_dictionary.pad())].unsqueeze(0)
+            encoder_out = drafter.start({"src_tokens": src, "src_lengths": torch.tensor([src.size(1)])})
+            committed = []
+            while not committed or committed[-1] != eos:
+                lprobs = drafter.log_probs(encoder_out, torch.tensor([[eos] + committed]), k)[0]  # k x V
+                for step, row in enumerate(lprobs, start=len(committed)):
+                    token = eos if step >= 200 else int(row.argmax())
+                    committed.append(token)
+                    if token == eos:
+                        break
+            assert hypos[i][0]["tokens"].tolist() == committed, f"sentence {i}"
