@@ -14,6 +14,8 @@ from typing import NamedTuple, Optional
 import torch
 from torch import Tensor
 
+from fairseq_specdec.decoding.committed import left_pad
+
 
 class BlockBatch(NamedTuple):
     prefix: Tensor  # B x P, left-padded, starts with eos (the decoding BOS)
@@ -30,17 +32,6 @@ def sample_cut_points(target_lengths: Tensor, generator: Optional[torch.Generato
     lengths = target_lengths.cpu()
     cut = (u * lengths.double()).long()
     return torch.minimum(cut, lengths - 1).to(target_lengths.device)
-
-
-def left_pad(rows: Tensor, lengths: Tensor, pad: int, width: Optional[int] = None) -> Tensor:
-    """Move each row's first ``lengths[i]`` tokens to the right end of a B x width tensor
-    (``width`` >= max(lengths); by default max(lengths), read from the device)."""
-    if width is None:
-        width = int(lengths.max())
-    cols = torch.arange(width, device=rows.device).unsqueeze(0)  # 1 x W
-    src = cols - (width - lengths).unsqueeze(1)  # B x W: source column of each output column
-    moved = rows.gather(1, src.clamp(min=0, max=rows.size(1) - 1))
-    return torch.where(src >= 0, moved, torch.full_like(moved, pad))
 
 
 def make_block_batch(target: Tensor, cut: Tensor, block_size: int, pad: int, eos: int) -> BlockBatch:
@@ -64,19 +55,3 @@ def make_block_batch(target: Tensor, cut: Tensor, block_size: int, pad: int, eos
     padded_target = torch.cat([target, target.new_full((bsz, block_size), pad)], dim=1)
     block_target = padded_target.gather(1, offsets).masked_fill(~inside, pad)
     return BlockBatch(prefix=prefix, block_target=block_target)
-
-
-def glance_count(num_wrong: Tensor, ratio: float) -> Tensor:
-    """How many ground-truth tokens glancing reveals per row: round(num_wrong * ratio)."""
-    return torch.floor(num_wrong.double() * ratio + 0.5).long()
-
-
-def choose_glance_positions(
-    valid: Tensor, count: Tensor, generator: Optional[torch.Generator] = None
-) -> Tensor:
-    """Pick ``count[i]`` random positions among the ``valid[i]`` ones (B x k bool -> B x k bool)."""
-    scores = torch.rand(valid.shape, generator=generator, device="cpu").to(valid.device)
-    scores = scores.masked_fill(~valid, 2.0)  # invalid positions sort last
-    order = scores.argsort(dim=1)
-    ranks = order.argsort(dim=1)  # rank of each position in the random order
-    return (ranks < count.unsqueeze(1)) & valid

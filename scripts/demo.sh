@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # The main job: the whole SpecDec pipeline on the embedded demo corpus, on CPU.
-#   1 generate the demo corpus      2 tokenize, BPE, binarize      3 train the verifier
+#   1 generate the demo corpus      2 tokenize, BPE, binarize      3 train the verifier, average
+#     its last checkpoints
 #   4 verifier BLEU (greedy, beam 5) 5 distill the training set    6 train the drafter
 #   7 decode the test set: greedy, beam 5, SpecDec lossless and relaxed with the trained
 #     drafter, with the model-free n-gram drafter alone and combined, and with perfect drafts
@@ -36,7 +37,14 @@ step_done "2 data"
 log "3/7 train the verifier (stock fairseq transformer)"
 bash "$REPO_ROOT/scripts/train_verifier.sh" "$DATA" "$WORK/verifier" "$REPO_ROOT/configs/verifier_demo.args" \
   --no-progress-bar ${DEMO_VERIFIER_UPDATES:+--max-update "$DEMO_VERIFIER_UPDATES"}
-VERIFIER=$WORK/verifier/checkpoint_last.pt
+# from here on the verifier is the average of its last DEMO_VERIFIER_AVERAGE checkpoints (the
+# newest epoch checkpoints and checkpoint_last): the single last checkpoint loops more often
+VERIFIER=$WORK/verifier/averaged.pt
+is_done "3/7 average the verifier's last $DEMO_VERIFIER_AVERAGE checkpoints" "$VERIFIER" || {
+  mapfile -t epochs < <(ls "$WORK/verifier"/checkpoint[0-9]*.pt | sort -V | tail -n "$((DEMO_VERIFIER_AVERAGE - 1))")
+  run "$PYTHON" "$REPO_ROOT/scripts/wmt/average_checkpoints.py" --inputs "${epochs[@]}" \
+    "$WORK/verifier/checkpoint_last.pt" --output "$VERIFIER"
+}
 step_done "3 verifier"
 
 is_done "4/7 verifier BLEU on the test set" "$WORK/verifier_bleu.txt" || run_to "$WORK/verifier_bleu.txt" \
@@ -56,13 +64,13 @@ bash "$REPO_ROOT/scripts/train_drafter.sh" "$WORK/distill/bin" "$WORK/drafter" "
 DRAFTER=$WORK/drafter/checkpoint_last.pt
 step_done "6 drafter"
 
-log "7/7 decode the test set (greedy, beam 5, SpecDec with each drafter, the perfect-draft bounds) at batch sizes $DEMO_BENCH_BATCH_SIZES (CPU)"
+log "7/7 decode the test set (greedy, lean greedy, beam 5, SpecDec with each drafter, the perfect-draft bounds) at batch sizes $DEMO_BENCH_BATCH_SIZES (CPU)"
 limit=()
 [ "$DEMO_BENCH_SENTENCES" -gt 0 ] && limit=(--max-sentences "$DEMO_BENCH_SENTENCES")
 is_done "benchmark" "$WORK/results/benchmark.json" || {
   run "$PYTHON" -m fairseq_specdec.benchmark \
     --data "$DATA" --verifier "$VERIFIER" --drafter "$DRAFTER" \
-    --batch-sizes "$DEMO_BENCH_BATCH_SIZES" --modes greedy,beam5,specdec,specdec_relaxed,specdec_ngram,specdec_combined --bounds \
+    --batch-sizes "$DEMO_BENCH_BATCH_SIZES" --modes greedy,greedy_lean,beam5,specdec,specdec_relaxed,specdec_ngram,specdec_combined --bounds \
     --ngram-data "$WORK/distill/bin" \
     --repeats "$DEMO_BENCH_REPEATS" --warmup 1 --max-len-a "$MAX_LEN_A" --max-len-b "$MAX_LEN_B" \
     "${limit[@]}" --out-dir "$WORK/results.tmp"

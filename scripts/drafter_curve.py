@@ -15,7 +15,7 @@ import sys
 
 import torch
 
-from fairseq_specdec import benchmark
+from fairseq_specdec.benchmark import cli as benchmark
 
 
 def training_record(path: str):

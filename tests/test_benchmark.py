@@ -9,8 +9,8 @@ import pytest
 import torch
 
 from conftest import REPO
-from fairseq_specdec import benchmark
-from fairseq_specdec.bench_decoders import count_at_limit, length_limits
+from fairseq_specdec.benchmark import cli as benchmark
+from fairseq_specdec.benchmark.modes import count_at_limit, length_limits
 
 HAVE_CT2 = importlib.util.find_spec("ctranslate2") is not None
 FAIRSEQ_MODES = ["greedy", "beam5", "specdec", "specdec_relaxed"]

@@ -1,4 +1,5 @@
-"""Block construction for Spec-Drafter training (fairseq_specdec/blocks.py): pure tensors."""
+"""Block construction for Spec-Drafter training (blocks.py), the glancing picks of its
+criterion, and left padding: pure tensors."""
 import sys
 from pathlib import Path
 
@@ -9,13 +10,9 @@ REPO = Path(__file__).resolve().parents[1]
 if str(REPO) not in sys.path:
     sys.path.insert(0, str(REPO))
 
-from fairseq_specdec.blocks import (  # noqa: E402
-    choose_glance_positions,
-    glance_count,
-    left_pad,
-    make_block_batch,
-    sample_cut_points,
-)
+from fairseq_specdec.blocks import make_block_batch, sample_cut_points  # noqa: E402
+from fairseq_specdec.criterions.glancing_loss import choose_glance_positions, glance_count  # noqa: E402
+from fairseq_specdec.decoding.committed import left_pad  # noqa: E402
 
 PAD, EOS = 1, 2
 

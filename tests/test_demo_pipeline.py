@@ -29,7 +29,8 @@ def run_demo(work):
 def test_demo_pipeline_runs_and_resumes(tmp_path):
     work = tmp_path / "demo"
     first = run_demo(work)
-    for path in ["raw/train.de", "prep/bin/dict.de.txt", "verifier/checkpoint_last.pt", "verifier_bleu.txt",
+    for path in ["raw/train.de", "prep/bin/dict.de.txt", "verifier/checkpoint_last.pt", "verifier/averaged.pt",
+                 "verifier_bleu.txt",
                  "distill/bin/train.en-de.de.bin", "drafter/checkpoint_last.pt", "results/benchmark.json",
                  "results/table.md", "step_times.txt"]:
         assert (work / path).exists(), path
@@ -38,11 +39,12 @@ def test_demo_pipeline_runs_and_resumes(tmp_path):
         hit, total = re.search(rf"verifier beam {beam}: [\d.]+ \((\d+) of (\d+) hit the length limit\)", bleu).groups()
         assert int(total) == 20 and 0 < int(hit) <= 20  # the 4-update verifier seldom stops by itself
     table = (work / "results" / "table.md").read_text()
-    for mode in ("| greedy |", "| beam5 |", "| specdec |", "| specdec_relaxed |", "| specdec_ngram |",
+    for mode in ("| greedy |", "| greedy_lean |", "| beam5 |", "| specdec |", "| specdec_relaxed |", "| specdec_ngram |",
                  "| specdec_combined |"):
         assert mode in table and mode in first.stdout
     report = json.loads((work / "results" / "benchmark.json").read_text())
-    modes = ("greedy", "beam5", "specdec", "specdec_relaxed", "specdec_ngram", "specdec_combined", "specdec_oracle",
+    modes = ("greedy", "greedy_lean", "beam5", "specdec", "specdec_relaxed", "specdec_ngram", "specdec_combined",
+             "specdec_oracle",
              "specdec_oracle_free")
     assert {(r["mode"], r["batch"]) for r in report["rows"]} >= {(m, b) for m in modes for b in (1, 3)}
     limits = dict(re.findall(r"MAX_LEN_([AB]):=([\d.]+)", (REPO / "configs" / "length_limits.env").read_text()))

@@ -21,7 +21,7 @@ from fairseq.data import Dictionary  # noqa: E402
 from fairseq.dataclass.utils import convert_namespace_to_omegaconf  # noqa: E402
 
 from conftest import TINY_MODEL, USER_DIR, train_drafter  # noqa: E402
-from fairseq_specdec.drafter_loading import DrafterCheckpointError, check_dictionaries  # noqa: E402
+from fairseq_specdec.decoding.drafter_loading import DrafterCheckpointError, check_dictionaries  # noqa: E402
 from fairseq_specdec.models.specdec_drafter import VerifierInitError  # noqa: E402
 
 K = 5

@@ -5,9 +5,9 @@ equals greedy) at batch 1 and 16."""
 import pytest
 import torch
 
-from fairseq_specdec.chain_drafting import ChainDrafter
-from fairseq_specdec.feature_drafting import FeatureDrafter
-from fairseq_specdec.speculative_generator import SpeculativeGenerator
+from fairseq_specdec.decoding.chain_drafting import ChainDrafter
+from fairseq_specdec.decoding.feature_drafting import FeatureDrafter
+from fairseq_specdec.decoding.speculative_generator import SpeculativeGenerator
 from fairseq_specdec.verifier_features import TeacherVerifier
 
 from test_speculative_lossless import assert_same_tokens, batches, decode, greedy, setup

@@ -6,8 +6,8 @@ import numpy as np
 import pytest
 import torch
 
-from fairseq_specdec.ngram_drafter import CombinedDrafter, NGramDrafter, expected_accepted
-from fairseq_specdec.ngram_index import NGramIndex, lookup_in_rows
+from fairseq_specdec.decoding.ngram_drafter import CombinedDrafter, NGramDrafter, expected_accepted
+from fairseq_specdec.decoding.ngram_index import NGramIndex, lookup_in_rows
 
 PAD, EOS, UNK = 1, 2, 3
 
@@ -166,9 +166,9 @@ def test_combined_keeps_the_longer_expected_acceptance_per_row():
 from test_speculative_lossless import (  # noqa: E402  (helpers only: pytest would collect imported tests)
     NUM_TEST, assert_same_tokens, batches, decode, generate_cli, greedy, setup)
 
-from fairseq_specdec import benchmark  # noqa: E402
-from fairseq_specdec.ngram_data import NGramDataError  # noqa: E402
-from fairseq_specdec.speculative_generator import SpeculativeGenerator  # noqa: E402
+from fairseq_specdec.benchmark import cli as benchmark  # noqa: E402
+from fairseq_specdec.decoding.ngram_data import NGramDataError  # noqa: E402
+from fairseq_specdec.decoding.speculative_generator import SpeculativeGenerator  # noqa: E402
 
 
 @pytest.fixture(scope="module")

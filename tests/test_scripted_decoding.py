@@ -6,8 +6,8 @@ import torch
 from fairseq.sequence_generator import SequenceGenerator
 
 import fairseq_specdec  # noqa: F401
-from fairseq_specdec.speculative_generator import LeanGreedyGenerator, SpeculativeGenerator
-from fairseq_specdec.stats import DecodingStats
+from fairseq_specdec.decoding.speculative_generator import LeanGreedyGenerator, SpeculativeGenerator
+from fairseq_specdec.decoding.stats import DecodingStats
 
 from scripted_models import FixedDrafter, bigram_verifier, sample, table_from, tiny_dictionary
 

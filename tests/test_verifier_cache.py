@@ -17,7 +17,7 @@ import fairseq_specdec  # noqa: E402,F401  (registers the plugin, allow-lists ch
 from fairseq import checkpoint_utils, options, tasks  # noqa: E402
 from fairseq.models.transformer import TransformerModel  # noqa: E402
 
-from fairseq_specdec.verifier import Verifier  # noqa: E402
+from fairseq_specdec.decoding.verifier import Verifier  # noqa: E402
 
 TOL = 1e-5
 SMALL = [

@@ -1,16 +1,16 @@
 """Glancing training (GLAT, Qian et al., 2021) for the Spec-Drafter's k-token blocks."""
 from dataclasses import dataclass, field
+from typing import Optional
 
 import torch
 from fairseq import metrics, utils
 from fairseq.criterions import FairseqCriterion, register_criterion
 from fairseq.criterions.label_smoothed_cross_entropy import label_smoothed_nll_loss
 from fairseq.dataclass import FairseqDataclass
+from omegaconf import II
+from torch import Tensor
 
 from fairseq_specdec.criterions.loss_metrics import log_losses, summer
-from omegaconf import II
-
-from fairseq_specdec.blocks import choose_glance_positions, glance_count
 
 
 @dataclass
@@ -106,3 +106,19 @@ class GlancingLoss(FairseqCriterion):
     @staticmethod
     def logging_outputs_can_be_summed() -> bool:
         return True
+
+
+def glance_count(num_wrong: Tensor, ratio: float) -> Tensor:
+    """How many ground-truth tokens glancing reveals per row: round(num_wrong * ratio)."""
+    return torch.floor(num_wrong.double() * ratio + 0.5).long()
+
+
+def choose_glance_positions(
+    valid: Tensor, count: Tensor, generator: Optional[torch.Generator] = None
+) -> Tensor:
+    """Pick ``count[i]`` random positions among the ``valid[i]`` ones (B x k bool -> B x k bool)."""
+    scores = torch.rand(valid.shape, generator=generator, device="cpu").to(valid.device)
+    scores = scores.masked_fill(~valid, 2.0)  # invalid positions sort last
+    order = scores.argsort(dim=1)
+    ranks = order.argsort(dim=1)  # rank of each position in the random order
+    return (ranks < count.unsqueeze(1)) & valid

@@ -7,23 +7,21 @@ from typing import Optional
 
 import torch
 from fairseq.tasks import register_task
-from omegaconf import II
 from fairseq.tasks.translation import TranslationConfig, TranslationTask
+from omegaconf import II
 
-from fairseq_specdec.block_size import (
-    DEFAULT_BLOCK_SIZE, check_block_size, decoding_block_size, trained_block_size)
 from fairseq_specdec.blocks import make_block_batch, sample_cut_points
+from fairseq_specdec.decoding.block_size import (
+    DEFAULT_BLOCK_SIZE, check_block_size, decoding_block_size, trained_block_size)
+from fairseq_specdec.decoding.drafter_loading import load_drafter, place_like
+from fairseq_specdec.decoding.generators import (
+    Decoding, build_generator, build_proposer, check_generation_options, search_options)
+from fairseq_specdec.decoding.ngram_data import build_index
+from fairseq_specdec.decoding.stats import DecodingStats
 from fairseq_specdec.feature_blocks import pick_cuts
-from fairseq_specdec.drafter_generator import DrafterGenerator
-from fairseq_specdec.drafter_loading import check_generation_options, load_drafter, place_like
-from fairseq_specdec.drafters import make_proposer
 from fairseq_specdec.models.feature_drafter import SpecFeatureDrafterModel
 from fairseq_specdec.models.specdec_drafter import SpecDrafterModel
 from fairseq_specdec.verifier_features import TeacherVerifier
-from fairseq_specdec.ngram_data import build_index
-from fairseq_specdec.ngram_drafter import with_ngram_drafter
-from fairseq_specdec.speculative_generator import LeanGreedyGenerator, SpeculativeGenerator
-from fairseq_specdec.stats import DecodingStats
 
 logger = logging.getLogger(__name__)
 
@@ -195,38 +193,23 @@ class SpecDecTranslationTask(TranslationTask):
         if isinstance(models[0], SpecFeatureDrafterModel):
             raise ValueError("a feature drafter (specdec_drafter_feature*) drafts from its verifier's states and "
                              "cannot decode alone: pass the verifier as --path and this checkpoint as --drafter-path")
-        if isinstance(models[0], SpecDrafterModel):
-            check_generation_options(args, prefix_allowed_tokens_fn, what="drafter-only decoding")
-            return DrafterGenerator(models, self.target_dictionary, block_size=self.block_size,
-                                    stats=self.decoding_stats, **self.search_options(args))
-        if self.cfg.drafter_path is None and not self.cfg.ngram_drafter:
-            if not self.cfg.lean_greedy:
-                return super().build_generator(models, args, seq_gen_cls, extra_gen_cls_kwargs,
-                                               prefix_allowed_tokens_fn)
-            check_generation_options(args, prefix_allowed_tokens_fn, what="--lean-greedy")
+        drafter_only = isinstance(models[0], SpecDrafterModel)
+        speculative = self.cfg.drafter_path is not None or self.cfg.ngram_drafter
+        if not (drafter_only or speculative or self.cfg.lean_greedy):
+            return super().build_generator(models, args, seq_gen_cls, extra_gen_cls_kwargs,
+                                           prefix_allowed_tokens_fn)
+        what = "drafter-only decoding" if drafter_only else "SpecDec" if speculative else "--lean-greedy"
+        check_generation_options(args, prefix_allowed_tokens_fn, what=what)
+        proposer = None
+        if speculative and not drafter_only:
             if args.beam != 1:
-                raise ValueError(f"--lean-greedy decodes greedily: use --beam 1 (got --beam {args.beam})")
-            return LeanGreedyGenerator(models, self.target_dictionary, **self.search_options(args))
-        check_generation_options(args, prefix_allowed_tokens_fn, what="SpecDec")
-        if args.beam != 1:
-            logger.info(f"SpecDec keeps one hypothesis per sentence (greedy verification); --beam {args.beam} is not used")
-        self.log_stats_at_exit()
-        proposer = self.proposer_for(models[0])  # loads the drafter, and with it its k (build_model)
-        return SpeculativeGenerator(models, self.target_dictionary, proposer,
-                                    block_size=self.block_size, beta=self.cfg.beta, tau=self.cfg.tau,
-                                    stats=self.decoding_stats, **self.search_options(args))
-
-    @staticmethod
-    def search_options(args):
-        return dict(
-            max_len_a=args.max_len_a,
-            max_len_b=args.max_len_b,
-            min_len=args.min_len,
-            normalize_scores=not args.unnormalized,
-            len_penalty=args.lenpen,
-            unk_penalty=args.unkpen,
-            temperature=args.temperature,
-        )
+                logger.info(f"SpecDec keeps one hypothesis per sentence (greedy verification); --beam {args.beam} is not used")
+            self.log_stats_at_exit()
+            proposer = self.proposer_for(models[0])  # loads the drafter, and with it its k (build_model)
+        decoding = Decoding(beam=1 if speculative else args.beam, lean_greedy=self.cfg.lean_greedy,
+                            proposer=proposer, block_size=self.block_size, beta=self.cfg.beta, tau=self.cfg.tau)
+        return build_generator(models, self.target_dictionary, decoding, search_options(args),
+                               stats=self.decoding_stats)
 
     def drafter_for(self, verifier):
         """The drafter checkpoint loaded once, on the verifier's device and dtype."""
@@ -259,11 +242,8 @@ class SpecDecTranslationTask(TranslationTask):
         return self._proposer[2]
 
     def build_proposer(self, verifier, drafter):
-        tgt_dict = self.target_dictionary
-        nar = make_proposer(drafter, tgt_dict, verifier) if drafter is not None else None
-        if not self.cfg.ngram_drafter:
-            return nar
-        return with_ngram_drafter(nar, self.ngram_index(), tgt_dict)
+        ngram_index = self.ngram_index() if self.cfg.ngram_drafter else None
+        return build_proposer(drafter, verifier, self.target_dictionary, ngram_index)
 
     def log_stats_at_exit(self):
         """fairseq-generate/-interactive have no end-of-run hook: summarize at exit."""

@@ -1,11 +1,10 @@
 """The committed tokens of a batch of hypotheses that grow by a different number of
 tokens per row and iteration, and their conversion to fairseq's hypothesis dicts."""
-from typing import Dict, List
+from typing import Dict, List, Optional
 
 import torch
 from torch import Tensor
 
-from fairseq_specdec.blocks import left_pad
 
 
 class CommittedTokens:
@@ -59,3 +58,14 @@ class CommittedTokens:
                 "positional_scores": positional_scores,
             }
         ]
+
+
+def left_pad(rows: Tensor, lengths: Tensor, pad: int, width: Optional[int] = None) -> Tensor:
+    """Move each row's first ``lengths[i]`` tokens to the right end of a B x width tensor
+    (``width`` >= max(lengths); by default max(lengths), read from the device)."""
+    if width is None:
+        width = int(lengths.max())
+    cols = torch.arange(width, device=rows.device).unsqueeze(0)  # 1 x W
+    src = cols - (width - lengths).unsqueeze(1)  # B x W: source column of each output column
+    moved = rows.gather(1, src.clamp(min=0, max=rows.size(1) - 1))
+    return torch.where(src >= 0, moved, torch.full_like(moved, pad))

@@ -3,10 +3,10 @@ every draft is committed up to the first eos (no verifier). Reached from
 ``fairseq-generate`` by passing a drafter checkpoint as ``--path``."""
 import torch
 
-from fairseq_specdec.committed import CommittedTokens
-from fairseq_specdec.drafters import NARDrafter
-from fairseq_specdec.generator_base import BlockwiseGenerator, read_finished, unfinished_rows
-from fairseq_specdec.stats import BatchTally
+from fairseq_specdec.decoding.committed import CommittedTokens
+from fairseq_specdec.decoding.drafters import NARDrafter
+from fairseq_specdec.decoding.generator_base import BlockwiseGenerator, read_finished, unfinished_rows
+from fairseq_specdec.decoding.stats import BatchTally
 
 
 class DrafterGenerator(BlockwiseGenerator):

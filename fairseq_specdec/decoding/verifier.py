@@ -16,7 +16,7 @@ import torch
 from fairseq.models.transformer import TransformerDecoderBase
 from torch import Tensor
 
-from fairseq_specdec.lean_layers import DecoderCache, allocate_cache, run_block, unsupported_layer_options
+from fairseq_specdec.decoding.lean_layers import DecoderCache, allocate_cache, run_block, unsupported_layer_options
 
 
 class UnsupportedVerifierError(ValueError):

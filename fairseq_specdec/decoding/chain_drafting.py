@@ -14,8 +14,8 @@ from typing import Dict, List, Optional, Tuple
 import torch
 from torch import Tensor
 
-from fairseq_specdec.drafters import forbidden_tokens, same_encoder, top_tokens
-from fairseq_specdec.lean_layers import DecoderCache, allocate_cache, run_block, unsupported_layer_options
+from fairseq_specdec.decoding.drafters import forbidden_tokens, same_encoder, top_tokens
+from fairseq_specdec.decoding.lean_layers import DecoderCache, allocate_cache, run_block, unsupported_layer_options
 
 INITIAL_SLOTS = 64  # cache entries per row at the start of a batch; grows when needed
 

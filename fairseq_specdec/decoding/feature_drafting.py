@@ -8,7 +8,7 @@ from typing import Dict, List
 import torch
 from torch import Tensor
 
-from fairseq_specdec.drafters import forbidden_tokens, same_encoder, top_tokens
+from fairseq_specdec.decoding.drafters import forbidden_tokens, same_encoder, top_tokens
 
 
 @dataclass

@@ -10,7 +10,7 @@ from typing import Dict, List, Optional
 
 import torch
 
-from fairseq_specdec.bench_decoders import DRAFTED_MODES, NGRAM_MODES, SPECDEC_MODES
+from fairseq_specdec.benchmark.modes import DRAFTED_MODES, NGRAM_MODES, SPECDEC_MODES
 
 REAL_DRAFTS = DRAFTED_MODES + NGRAM_MODES  # SpecDec modes whose drafts are not the oracle's
 

@@ -7,8 +7,8 @@ import torch
 from fairseq.sequence_generator import SequenceGenerator
 from torch import Tensor
 
-from fairseq_specdec.committed import CommittedTokens
-from fairseq_specdec.stats import DecodingStats
+from fairseq_specdec.decoding.committed import CommittedTokens
+from fairseq_specdec.decoding.stats import DecodingStats
 
 
 class BlockwiseGenerator(SequenceGenerator):

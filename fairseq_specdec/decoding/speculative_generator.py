@@ -11,12 +11,12 @@ from typing import Optional
 
 import torch
 
-from fairseq_specdec.acceptance import accept_drafts, plan_commit
-from fairseq_specdec.committed import CommittedTokens
-from fairseq_specdec.drafters import NoDrafter
-from fairseq_specdec.generator_base import BlockwiseGenerator, read_finished, unfinished_rows
-from fairseq_specdec.stats import BatchTally, DecodingStats
-from fairseq_specdec.verifier import Verifier
+from fairseq_specdec.decoding.acceptance import accept_drafts, plan_commit
+from fairseq_specdec.decoding.committed import CommittedTokens
+from fairseq_specdec.decoding.drafters import NoDrafter
+from fairseq_specdec.decoding.generator_base import BlockwiseGenerator, read_finished, unfinished_rows
+from fairseq_specdec.decoding.stats import BatchTally, DecodingStats
+from fairseq_specdec.decoding.verifier import Verifier
 
 
 class SpeculativeGenerator(BlockwiseGenerator):

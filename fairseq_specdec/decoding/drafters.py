@@ -189,8 +189,8 @@ class OracleDrafter:
 
 def make_proposer(drafter_model, tgt_dict, verifier):
     """The drafting side for a trained drafter checkpoint's model, next to ``verifier``."""
-    from fairseq_specdec.chain_drafting import ChainDrafter
-    from fairseq_specdec.feature_drafting import FeatureDrafter
+    from fairseq_specdec.decoding.chain_drafting import ChainDrafter
+    from fairseq_specdec.decoding.feature_drafting import FeatureDrafter
     from fairseq_specdec.models.chain_drafter import SpecChainDrafterModel
     from fairseq_specdec.models.feature_drafter import SpecFeatureDrafterModel
 

@@ -7,10 +7,10 @@ median time of the repeats is reported, with BLEU, speedups, acceptance and memo
     python -m fairseq_specdec.benchmark --data BIN --verifier V.pt --drafter D.pt \
         --batch-sizes 1,8,32 --out-dir bench/
 
-``--bounds`` adds SpecDec with perfect drafts (``bench_decoders``): how fast it would be if
-the drafter were always right, with and without the drafter's cost. See ``bench_report``
+``--bounds`` adds SpecDec with perfect drafts (``benchmark.modes``): how fast it would be if
+the drafter were always right, with and without the drafter's cost. See ``benchmark.report``
 for the outputs (markdown table, benchmark.json, PNG plots) and
-``bench_ct2`` for the CTranslate2 peer.
+``benchmark.ct2`` for the CTranslate2 peer.
 """
 import argparse
 import gc
@@ -30,14 +30,14 @@ import fairseq_specdec  # noqa: F401  (registers the task; allow-lists checkpoin
 from fairseq import checkpoint_utils, tasks, utils
 from fairseq.data import BaseWrapperDataset
 from fairseq.data.data_utils import infer_language_pair
-from fairseq_specdec import bench_ct2, bench_report
-from fairseq_specdec.bench_decoders import (
+from fairseq_specdec.benchmark import ct2 as peer, report as reporting
+from fairseq_specdec.benchmark.modes import (
     DEFAULT_MODES, MODES, NEEDS_DRAFTER, NGRAM_MODES, ORACLE_MODES, SPECDEC_MODES, count_at_limit, known_outputs,
     length_limits, load_ngram_index,
     make_decoder)
-from fairseq_specdec.drafter_loading import load_drafter, place_like
+from fairseq_specdec.decoding.drafter_loading import load_drafter, place_like
 from fairseq_specdec.models.specdec_drafter import SpecDrafterModel
-from fairseq_specdec.stats import DecodingStats
+from fairseq_specdec.decoding.stats import DecodingStats
 
 logger = logging.getLogger("fairseq_specdec.benchmark")
 
@@ -147,7 +147,7 @@ def _check_args(args) -> None:
                                  f"(or leave them out with --modes)")
         if not os.path.isfile(args.drafter):
             raise BenchmarkError(f"--drafter {args.drafter!r}: no such file")
-    if args.out_dir and not args.no_plots and not bench_report.have_matplotlib():
+    if args.out_dir and not args.no_plots and not reporting.have_matplotlib():
         raise BenchmarkError("the plots need matplotlib: pip install matplotlib (or pass --no-plots)")
 
 
@@ -276,7 +276,7 @@ def benchmark_batch_size(args, bs, modes, setup, dataset, ct2) -> Dict[str, dict
 def _use_ct2(args) -> bool:
     if args.ctranslate2 == "off" or not any(m.startswith("ct2_") for m in args.modes):
         return False
-    if bench_ct2.available():
+    if peer.available():
         return True
     if args.ctranslate2 == "on":
         raise BenchmarkError("--ctranslate2 on: ctranslate2 is not importable (pip install ctranslate2)")
@@ -287,7 +287,7 @@ def _use_ct2(args) -> bool:
 def _open_ct2(args, src, tgt, task):
     """The converted verifier, or None (with a warning) when conversion fails under --ctranslate2 auto."""
     try:
-        return bench_ct2.CT2Model(args.verifier, args.data, src, tgt, task.source_dictionary,
+        return peer.CT2Model(args.verifier, args.data, src, tgt, task.source_dictionary,
                                   task.target_dictionary, device=args.device, fp16=args.fp16,
                                   threads=torch.get_num_threads(), out_dir=args.out_dir)
     except Exception as err:
@@ -347,14 +347,14 @@ def _run(args, argv) -> dict:
         if ct2 is not None:
             ct2.close()
     command = sys.argv if argv is None else ["specdec-benchmark", *argv]
-    report = bench_report.build_report(args, modes, per_bs, dataset, task, src, tgt, command,
+    report = reporting.build_report(args, modes, per_bs, dataset, task, src, tgt, command,
                                        ct2_version=ct2.version if ct2 is not None else None)
-    text = bench_report.markdown_table(report)
+    text = reporting.markdown_table(report)
     if args.profile:
-        text += "\n\n" + bench_report.profile_table(report)
+        text += "\n\n" + reporting.profile_table(report)
     print(text)
     if args.out_dir:
-        report["files"] = bench_report.write_outputs(report, args.out_dir, text, plots=not args.no_plots)
+        report["files"] = reporting.write_outputs(report, args.out_dir, text, plots=not args.no_plots)
     return report
 
 

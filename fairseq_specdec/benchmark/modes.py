@@ -14,15 +14,12 @@ Spec-Drafter and the n-gram drafter together (per row, the more promising propos
 """
 from typing import Dict, List, Optional, Tuple
 
-from fairseq.sequence_generator import SequenceGenerator
-
-from fairseq_specdec import bench_ct2
-from fairseq_specdec.drafters import OracleDrafter, make_proposer, source_key
-from fairseq_specdec.ngram_data import NGramDataError, build_index
-from fairseq_specdec.ngram_drafter import with_ngram_drafter
-from fairseq_specdec.ngram_index import NGramIndex
-from fairseq_specdec.speculative_generator import LeanGreedyGenerator, SpeculativeGenerator
-from fairseq_specdec.stats import DecodingStats
+from fairseq_specdec.benchmark import ct2 as peer
+from fairseq_specdec.decoding.drafters import OracleDrafter, make_proposer, source_key
+from fairseq_specdec.decoding.ngram_data import NGramDataError, build_index
+from fairseq_specdec.decoding.ngram_index import NGramIndex
+from fairseq_specdec.decoding.generators import Decoding, build_generator, build_proposer
+from fairseq_specdec.decoding.stats import DecodingStats
 
 DRAFTED_MODES = ("specdec", "specdec_relaxed")  # SpecDec with the trained drafter's drafts
 ORACLE_MODES = ("specdec_oracle", "specdec_oracle_free")
@@ -31,7 +28,7 @@ SPECDEC_MODES = DRAFTED_MODES + NGRAM_MODES + ORACLE_MODES
 MODES = ("greedy", "greedy_lean", "beam5", *SPECDEC_MODES, "ct2_greedy", "ct2_beam5")
 DEFAULT_MODES = tuple(m for m in MODES if m not in ORACLE_MODES + NGRAM_MODES)
 NEEDS_DRAFTER = DRAFTED_MODES + ("specdec_combined", "specdec_oracle")
-BEAMS = {"greedy": 1, "beam5": 5, "ct2_greedy": 1, "ct2_beam5": 5}
+BEAMS = {"greedy": 1, "greedy_lean": 1, "beam5": 5, "ct2_greedy": 1, "ct2_beam5": 5}
 
 KnownOutputs = Dict[Tuple[int, ...], List[int]]  # unpadded source tokens -> greedy's tokens
 
@@ -77,12 +74,12 @@ def load_ngram_index(args, task, src: str, tgt: str) -> Optional[NGramIndex]:
 
 
 def _proposer(mode: str, model, drafter, tgt_dict, ngram_index: Optional[NGramIndex]):
-    nar = make_proposer(drafter, tgt_dict, model) if mode in NEEDS_DRAFTER else None
+    trained = drafter if mode in NEEDS_DRAFTER else None
     if mode not in NGRAM_MODES:
-        return nar
+        return make_proposer(trained, tgt_dict, model) if trained is not None else None
     if ngram_index is None:
         raise ValueError(f"mode {mode} drafts with the n-gram index: pass it as ngram_index=")
-    return with_ngram_drafter(nar, ngram_index, tgt_dict)
+    return build_proposer(trained, model, tgt_dict, ngram_index)
 
 
 def length_limits(batches, max_len_a: float, max_len_b: int, max_positions: int) -> Dict[int, int]:
@@ -104,20 +101,18 @@ def count_at_limit(tokens: Dict[int, List[int]], limits: Dict[int, int]) -> int:
 def make_decoder(mode: str, args, model, drafter, tgt_dict, stats: Optional[DecodingStats], ct2=None,
                  known: Optional[KnownOutputs] = None, ngram_index: Optional[NGramIndex] = None):
     """The decoder of ``mode``; the oracle modes need ``known`` (greedy's outputs), the
-    n-gram modes ``ngram_index``."""
-    opts = dict(max_len_a=args.max_len_a, max_len_b=args.max_len_b)
+    n-gram modes ``ngram_index``. fairseq's modes and SpecDec's are built by the same
+    ``build_generator`` the task calls for fairseq-generate."""
+    search = dict(max_len_a=args.max_len_a, max_len_b=args.max_len_b)
+    if mode.startswith("ct2_"):
+        return peer.CT2Decoder(ct2, BEAMS[mode], search, model.max_decoder_positions())
+    decoding = Decoding(beam=BEAMS.get(mode, 1), lean_greedy=mode == "greedy_lean")
     if mode in SPECDEC_MODES:
-        beta, tau = (args.beta, args.tau) if mode == "specdec_relaxed" else (1, 1.0)
         proposer = _proposer(mode, model, drafter, tgt_dict, ngram_index)
         if mode in ORACLE_MODES:
             if known is None:
                 raise ValueError(f"mode {mode} drafts greedy's outputs: pass them as known=")
             proposer = OracleDrafter(known, tgt_dict.pad(), tgt_dict.eos(), cost=proposer)
-        gen = SpeculativeGenerator([model], tgt_dict, proposer, block_size=args.block_size,
-                                   beta=beta, tau=tau, stats=stats, **opts)
-        return FairseqDecoder(gen, model)
-    if mode == "greedy_lean":
-        return FairseqDecoder(LeanGreedyGenerator([model], tgt_dict, **opts), model)
-    if mode.startswith("ct2_"):
-        return bench_ct2.CT2Decoder(ct2, BEAMS[mode], opts, model.max_decoder_positions())
-    return FairseqDecoder(SequenceGenerator([model], tgt_dict, beam_size=BEAMS[mode], **opts), model)
+        beta, tau = (args.beta, args.tau) if mode == "specdec_relaxed" else (1, 1.0)
+        decoding = Decoding(proposer=proposer, block_size=args.block_size, beta=beta, tau=tau)
+    return FairseqDecoder(build_generator([model], tgt_dict, decoding, search, stats=stats), model)

@@ -83,25 +83,3 @@ def place_like(drafter, verifier):
     """The drafter on the verifier's device and dtype, in eval mode."""
     param = next(verifier.parameters())
     return drafter.to(device=param.device, dtype=param.dtype).eval()
-
-
-UNSUPPORTED = {
-    "sampling": "--sampling",
-    "diverse_beam_groups": "--diverse-beam-groups",
-    "constraints": "--constraints",
-    "print_alignment": "--print-alignment",
-    "score_reference": "--score-reference",
-    "prefix_size": "--prefix-size",
-}
-
-
-def check_generation_options(args, prefix_allowed_tokens_fn, what: str) -> None:
-    """Refuse generation options that blockwise decoding does not implement."""
-    for name, flag in UNSUPPORTED.items():
-        value = getattr(args, name, None)
-        if value not in (None, False, 0, -1, "", "none"):
-            raise ValueError(f"{flag} is not supported with {what}; remove it")
-    if getattr(args, "nbest", 1) != 1:
-        raise ValueError(f"--nbest {args.nbest}: {what} returns one hypothesis per sentence; use --nbest 1")
-    if prefix_allowed_tokens_fn is not None:
-        raise ValueError(f"prefix_allowed_tokens_fn is not supported with {what}")

@@ -1,0 +1,3 @@
+from fairseq_specdec.benchmark.cli import cli_main
+
+cli_main()

@@ -1,0 +1,95 @@
+"""One function builds every generator the plugin runs, and the option checks they share.
+
+fairseq's own search (greedy or beam), the lean greedy (``LeanGreedyGenerator``), SpecDec
+with any drafter (``SpeculativeGenerator``) and drafter-only decoding
+(``DrafterGenerator``, when the model itself is a Spec-Drafter). The task's
+``build_generator`` (what fairseq-generate, fairseq-interactive and the hub call) and the
+benchmark's modes both go through ``build_generator`` below, so the benchmark times the
+generators users run.
+"""
+from dataclasses import dataclass
+from typing import Any, Dict, Optional
+
+from fairseq.sequence_generator import SequenceGenerator
+
+from fairseq_specdec.decoding.drafter_generator import DrafterGenerator
+from fairseq_specdec.decoding.drafters import make_proposer
+from fairseq_specdec.decoding.ngram_drafter import with_ngram_drafter
+from fairseq_specdec.decoding.ngram_index import NGramIndex
+from fairseq_specdec.decoding.speculative_generator import LeanGreedyGenerator, SpeculativeGenerator
+from fairseq_specdec.decoding.stats import DecodingStats
+from fairseq_specdec.models.specdec_drafter import SpecDrafterModel
+
+
+@dataclass
+class Decoding:
+    """What to decode with; ``build_generator`` picks the generator from it."""
+
+    beam: int = 1  # fairseq's beam size (stock search only)
+    lean_greedy: bool = False  # greedy through the verifier's lean forward (beam must be 1)
+    proposer: Optional[Any] = None  # a drafter (``drafters.Drafter``): decode speculatively
+    block_size: int = 0  # k: drafts per iteration (SpecDec and drafter-only decoding)
+    beta: int = 1  # SpecDec acceptance: top-beta ...
+    tau: float = 1.0  # ... and within tau of the top-1
+
+
+def build_generator(models, tgt_dict, decoding: Decoding, search: Dict[str, Any],
+                    stats: Optional[DecodingStats] = None):
+    """The generator for ``models`` (a verifier, or a Spec-Drafter for drafter-only
+    decoding); ``search`` holds ``SequenceGenerator``'s length and score options."""
+    if isinstance(models[0], SpecDrafterModel):
+        return DrafterGenerator(models, tgt_dict, block_size=decoding.block_size, stats=stats, **search)
+    if decoding.proposer is not None:
+        return SpeculativeGenerator(models, tgt_dict, decoding.proposer, block_size=decoding.block_size,
+                                    beta=decoding.beta, tau=decoding.tau, stats=stats, **search)
+    if decoding.lean_greedy:
+        if decoding.beam != 1:
+            raise ValueError(f"--lean-greedy decodes greedily: use --beam 1 (got --beam {decoding.beam})")
+        return LeanGreedyGenerator(models, tgt_dict, stats=stats, **search)
+    return SequenceGenerator(models, tgt_dict, beam_size=decoding.beam, **search)
+
+
+def build_proposer(drafter_model, verifier, tgt_dict, ngram_index: Optional[NGramIndex] = None):
+    """The drafting side: the trained drafter's proposer (``drafter_model`` may be None),
+    the n-gram drafter over ``ngram_index``, or both combined."""
+    trained = make_proposer(drafter_model, tgt_dict, verifier) if drafter_model is not None else None
+    if ngram_index is None:
+        if trained is None:
+            raise ValueError("nothing to draft with: give a drafter checkpoint or an n-gram index")
+        return trained
+    return with_ngram_drafter(trained, ngram_index, tgt_dict)
+
+
+def search_options(args) -> Dict[str, Any]:
+    """``SequenceGenerator``'s length and score options from fairseq's generation options."""
+    return dict(
+        max_len_a=args.max_len_a,
+        max_len_b=args.max_len_b,
+        min_len=args.min_len,
+        normalize_scores=not args.unnormalized,
+        len_penalty=args.lenpen,
+        unk_penalty=args.unkpen,
+        temperature=args.temperature,
+    )
+
+
+UNSUPPORTED = {
+    "sampling": "--sampling",
+    "diverse_beam_groups": "--diverse-beam-groups",
+    "constraints": "--constraints",
+    "print_alignment": "--print-alignment",
+    "score_reference": "--score-reference",
+    "prefix_size": "--prefix-size",
+}
+
+
+def check_generation_options(args, prefix_allowed_tokens_fn, what: str) -> None:
+    """Refuse fairseq's generation options that the plugin's generators do not implement."""
+    for name, flag in UNSUPPORTED.items():
+        value = getattr(args, name)
+        if value not in (None, False, 0, -1, "", "none"):
+            raise ValueError(f"{flag} is not supported with {what}; remove it")
+    if args.nbest != 1:
+        raise ValueError(f"--nbest {args.nbest}: {what} returns one hypothesis per sentence; use --nbest 1")
+    if prefix_allowed_tokens_fn is not None:
+        raise ValueError(f"prefix_allowed_tokens_fn is not supported with {what}")
