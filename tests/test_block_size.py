@@ -173,3 +173,11 @@ def test_drafter_only_decoding_equals_a_sentence_by_sentence_loop(demo_data, tin
                     if token == eos:
                         break
             assert hypos[i][0]["tokens"].tolist() == committed, f"sentence {i}"
+
+
+@pytest.mark.parametrize("extra", [[], ["--lean-greedy"]])
+def test_decoding_a_verifier_through_the_task_keeps_every_position(demo_data, tiny_verifier, extra):
+    """Only a drafter's decoder reads prefix + k queries: a verifier decoded through the
+    task (stock or lean greedy) keeps all its target positions."""
+    task, _models, _generator, _sample = generation_setup(demo_data["bin"], tiny_verifier, extra)
+    assert task.max_positions()[1] == task.cfg.max_target_positions

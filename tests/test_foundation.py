@@ -1,7 +1,6 @@
 """The foundation: the plugin registers with stock fairseq, its dependencies are picked
 by environment marker, and fairseq reloads its own checkpoints under torch >= 2.6."""
 import ast
-import os
 import subprocess
 import sys
 

@@ -14,7 +14,7 @@ from typing import Dict, List, Optional, Tuple
 import torch
 from torch import Tensor
 
-from fairseq_specdec.decoding.drafters import forbidden_tokens, same_encoder, top_tokens
+from fairseq_specdec.decoding.drafters import TrainedDrafter, encode_source, top_tokens
 from fairseq_specdec.decoding.lean_layers import DecoderCache, allocate_cache, run_block, unsupported_layer_options
 
 INITIAL_SLOTS = 64  # cache entries per row at the start of a batch; grows when needed
@@ -27,7 +27,7 @@ class ChainState:
     predicted: Tensor  # B x C: the predicted verifier state after the last committed slot
 
 
-class ChainDrafter:
+class ChainDrafter(TrainedDrafter):
     """Drafts with a trained ``specdec_chain_drafter``: k steps, each predicting the
     verifier's next state, reading its token through the verifier's output projection,
     and feeding (predicted state, token) back in as the next slot."""
@@ -37,16 +37,10 @@ class ChainDrafter:
             reason = unsupported_layer_options(layer)
             if reason is not None:
                 raise ValueError(f"chain drafters with {reason} are not supported")
-        self.model = model
-        self.reuses_verifier_encoder = verifier is not None and same_encoder(model.encoder, verifier.encoder)
-        self.forbidden = forbidden_tokens(tgt_dict)
-        self.bos = tgt_dict.eos()  # fairseq decodes from eos
+        super().__init__(model, tgt_dict, verifier)
 
     def start(self, net_input: Dict[str, Tensor], verifier_encoder_out=None) -> ChainState:
-        if self.reuses_verifier_encoder and verifier_encoder_out is not None:
-            encoder_out = verifier_encoder_out
-        else:
-            encoder_out = self.model.encoder.forward_torchscript(net_input)
+        encoder_out = encode_source(self, net_input, verifier_encoder_out)
         self.forbidden = self.forbidden.to(net_input["src_tokens"].device)
         decoder = self.model.decoder
         cache = allocate_cache(decoder, encoder_out, INITIAL_SLOTS)

@@ -27,7 +27,7 @@ class DrafterGenerator(BlockwiseGenerator):
         active = torch.arange(committed.tokens.size(0), device=device)
         offsets = torch.arange(k, device=device).unsqueeze(0)
         longest = 1
-        while True:
+        while active.numel() > 0:
             with stats.timed("drafter", device):
                 lprobs = self.drafter.log_probs(state, committed.prefix(active, longest), k)  # B x k x V
             steps = (committed.length[active] - 1).unsqueeze(1) + offsets
@@ -40,8 +40,6 @@ class DrafterGenerator(BlockwiseGenerator):
             tally.record(torch.zeros_like(count), count)
             done, longest = read_finished(finished, committed.length[active])
             if any(done):
-                if all(done):
-                    break
                 keep = unfinished_rows(done, device)
                 active = active[keep]
                 state = self.drafter.select(state, keep)

@@ -71,6 +71,14 @@ def same_encoder(a, b) -> bool:
     )
 
 
+def encode_source(drafter, net_input: Dict[str, Tensor], verifier_encoder_out=None):
+    """A drafter's encoder output: the verifier's, when the drafter found at construction
+    that the two encoders are equal (``reuses_verifier_encoder``), else its own."""
+    if drafter.reuses_verifier_encoder and verifier_encoder_out is not None:
+        return verifier_encoder_out
+    return drafter.model.encoder.forward_torchscript(net_input)
+
+
 def forbidden_tokens(tgt_dict) -> Tensor:
     """Tokens a draft may never hold: specials, and the filler symbols fairseq-preprocess
     adds to round the dictionary size (madeupword0000, ...)."""
@@ -85,29 +93,33 @@ def top_tokens(scores: Tensor) -> Tuple[Tensor, Tensor]:
     return tokens, lprobs.gather(-1, tokens.unsqueeze(-1)).squeeze(-1).exp()
 
 
-class NARDrafter:
-    """Drafts with a trained Spec-Drafter (``specdec_drafter`` model): one decoder
-    forward over prefix + k [MASK] queries, argmax per query position."""
+class TrainedDrafter:
+    """What the proposers of trained drafter models share: the model, whether its encoder
+    is the verifier's (a drafter trained with --share-verifier-encoder: its output is
+    reused), the tokens a draft may never hold, and the BOS decoding starts from."""
 
     def __init__(self, model, tgt_dict, verifier=None):
         self.model = model
-        # a drafter trained with --share-verifier-encoder has the verifier's encoder: reuse its output
         self.reuses_verifier_encoder = verifier is not None and same_encoder(model.encoder, verifier.encoder)
         self.forbidden = forbidden_tokens(tgt_dict)
+        self.bos = tgt_dict.eos()  # fairseq decodes from eos
+
+
+class NARDrafter(TrainedDrafter):
+    """Drafts with a trained Spec-Drafter (``specdec_drafter`` model): one decoder
+    forward over prefix + k [MASK] queries, argmax per query position."""
 
     def start(self, net_input: Dict[str, Tensor], verifier_encoder_out=None) -> Any:
         """Encode the source once per batch; the result is this drafter's state. When the
         drafter's encoder is the verifier's, ``verifier_encoder_out`` is reused instead."""
-        if self.reuses_verifier_encoder and verifier_encoder_out is not None:
-            return verifier_encoder_out
         src_len, limit = net_input["src_tokens"].size(1), self.model.encoder.max_positions()
-        if src_len > limit:
+        if src_len > limit and not (self.reuses_verifier_encoder and verifier_encoder_out is not None):
             raise ValueError(
                 f"a source of {src_len} tokens is longer than the drafter's encoder positions ({limit}); "
                 f"filter long sources (--max-source-positions {limit} --skip-invalid-size-inputs-valid-test) "
                 f"or use a drafter trained with longer positions"
             )
-        return self.model.encoder.forward_torchscript(net_input)
+        return encode_source(self, net_input, verifier_encoder_out)
 
     def select(self, encoder_out: Any, rows: Tensor) -> Any:
         """Keep only ``rows`` of the batch (unfinished sentences)."""

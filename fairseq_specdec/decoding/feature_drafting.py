@@ -8,7 +8,7 @@ from typing import Dict, List
 import torch
 from torch import Tensor
 
-from fairseq_specdec.decoding.drafters import forbidden_tokens, same_encoder, top_tokens
+from fairseq_specdec.decoding.drafters import TrainedDrafter, encode_source, top_tokens
 
 
 @dataclass
@@ -19,20 +19,11 @@ class FeatureDraftState:
     bound: int  # an upper bound of max(length), kept on the host (no device sync)
 
 
-class FeatureDrafter:
+class FeatureDrafter(TrainedDrafter):
     """Drafts with a trained ``specdec_feature_drafter`` next to its verifier."""
 
-    def __init__(self, model, tgt_dict, verifier=None):
-        self.model = model
-        self.reuses_verifier_encoder = verifier is not None and same_encoder(model.encoder, verifier.encoder)
-        self.forbidden = forbidden_tokens(tgt_dict)
-        self.bos = tgt_dict.eos()  # fairseq decodes from eos
-
     def start(self, net_input: Dict[str, Tensor], verifier_encoder_out=None) -> FeatureDraftState:
-        if self.reuses_verifier_encoder and verifier_encoder_out is not None:
-            encoder_out = verifier_encoder_out
-        else:
-            encoder_out = self.model.encoder.forward_torchscript(net_input)
+        encoder_out = encode_source(self, net_input, verifier_encoder_out)
         src = net_input["src_tokens"]
         dim = self.model.decoder.embed_tokens.embedding_dim
         dtype = next(self.model.parameters()).dtype

@@ -63,7 +63,7 @@ class SpeculativeGenerator(BlockwiseGenerator):
         active = torch.arange(committed.tokens.size(0), device=device)
         offsets = torch.arange(k + 1, device=device).unsqueeze(0)
         longest = 1  # on the host: the active rows' longest committed length (BOS included), or more
-        while True:
+        while active.numel() > 0:
             with stats.timed("drafter", device):
                 drafts = self.drafter.propose(drafting, committed.prefix(active, longest), k)  # B x k
             with stats.timed("verifier", device):
@@ -80,9 +80,7 @@ class SpeculativeGenerator(BlockwiseGenerator):
                 self.verifier.commit(state, plan.count, max_length=longest - 1)
             with stats.timed("drafter", device):
                 drafting = self.drafter.observe(drafting, states, plan.tokens, plan.count)
-            if any(finished):
-                if all(finished):
-                    break
+            if any(finished):  # retire them (all of them: the loop ends)
                 keep = unfinished_rows(finished, device)
                 active = active[keep]
                 state = self.verifier.select(state, keep)

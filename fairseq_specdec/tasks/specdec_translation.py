@@ -107,12 +107,15 @@ class SpecDecTranslationTask(TranslationTask):
         self._proposer = None  # (verifier, drafter model or None, proposer) of the last build_generator
         self._stats_logged_at_exit = False
         self._teacher = None  # TeacherVerifier of feature-drafter training, loaded once
+        self.reads_prefix_and_queries = False  # set by build_model when the task's model is a drafter
 
     # ------------------------------------------------------------------ training
     def build_model(self, cfg, from_checkpoint=False):
         model = super().build_model(cfg, from_checkpoint)
         if not isinstance(model, SpecDrafterModel):
             return model
+        if self.cfg.drafter_path is None:  # the drafter is the model trained, or decoded with alone
+            self.reads_prefix_and_queries = True
         if from_checkpoint:  # a drafter to decode with (--drafter-path, or drafter-only as --path): its k
             self.block_size = decoding_block_size(self.cfg.block_size, trained_block_size(cfg))
             return model
@@ -180,10 +183,11 @@ class SpecDecTranslationTask(TranslationTask):
         }
 
     def max_positions(self):
-        """Without a drafter to decode with (drafter training, drafter-only decoding), the
-        drafter's decoder reads a target prefix plus k queries: targets must leave room for k."""
+        """When the task's model is a drafter (drafter training, drafter-only decoding), its
+        decoder reads a target prefix plus k queries: targets must leave room for k. A
+        verifier (stock or speculative decoding) keeps every position."""
         max_source, max_target = super().max_positions()
-        if self.cfg.drafter_path is None and not self.cfg.ngram_drafter:
+        if self.reads_prefix_and_queries:
             max_target -= self.block_size  # the loaded drafter's k, or training's
         return max_source, max_target
 
