@@ -4,12 +4,12 @@ own distributions (DistillSpec: the drafter learns to agree with what acceptance
 from dataclasses import dataclass, field
 
 import torch
-from fairseq import metrics, utils
+from fairseq import utils
 from fairseq.criterions import FairseqCriterion, register_criterion
 from fairseq.criterions.label_smoothed_cross_entropy import label_smoothed_nll_loss
 from fairseq.dataclass import FairseqDataclass
 
-from fairseq_specdec.criterions.loss_metrics import log_losses, summer
+from fairseq_specdec.criterions.loss_metrics import log_block_accuracy, log_losses, summer
 
 from fairseq_specdec.feature_blocks import teacher_positions, training_block_targets
 
@@ -78,9 +78,7 @@ class FeatureDrafterLoss(FairseqCriterion):
     def reduce_metrics(logging_outputs) -> None:
         total = summer(logging_outputs)
         log_losses(total)
-        ntokens, cuts = total("ntokens"), total("cuts")
-        metrics.log_scalar("block_acc", 100.0 * total("block_correct") / max(ntokens, 1), ntokens, round=2)
-        metrics.log_scalar("correct_lead", total("correct_lead") / max(cuts, 1), cuts, round=2)
+        log_block_accuracy(total, total("cuts"))
 
     @staticmethod
     def logging_outputs_can_be_summed() -> bool:

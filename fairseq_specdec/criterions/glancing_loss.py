@@ -10,7 +10,7 @@ from fairseq.dataclass import FairseqDataclass
 from omegaconf import II
 from torch import Tensor
 
-from fairseq_specdec.criterions.loss_metrics import log_losses, summer
+from fairseq_specdec.criterions.loss_metrics import log_block_accuracy, log_losses, summer
 
 
 @dataclass
@@ -97,9 +97,8 @@ class GlancingLoss(FairseqCriterion):
     def reduce_metrics(logging_outputs) -> None:
         total = summer(logging_outputs)
         log_losses(total)
-        ntokens, nsentences = total("ntokens"), total("nsentences")
-        metrics.log_scalar("block_acc", 100.0 * total("block_correct") / max(ntokens, 1), ntokens, round=2)
-        metrics.log_scalar("correct_lead", total("correct_lead") / max(nsentences, 1), nsentences, round=2)
+        nsentences = total("nsentences")
+        log_block_accuracy(total, nsentences)
         metrics.log_scalar("glance_ratio", total("glance_ratio") / max(nsentences, 1), nsentences, round=3)
         metrics.log_scalar("revealed", total("revealed") / max(nsentences, 1), nsentences, round=2)
 

@@ -12,7 +12,8 @@ from fairseq.models import register_model, register_model_architecture
 from fairseq.models.transformer import TransformerConfig
 from torch import Tensor
 
-from fairseq_specdec.models.feature_drafter import FeatureDrafterDecoder, SpecFeatureDrafterModel
+from fairseq_specdec.models.feature_drafter import (
+    FeatureDrafterDecoder, SpecFeatureDrafterModel, state_drafter_defaults)
 from fairseq_specdec.models.specdec_drafter import drafter_architecture, drafter_tiny
 
 
@@ -74,14 +75,12 @@ class SpecChainDrafterModel(SpecFeatureDrafterModel):
 
 @register_model_architecture("specdec_chain_drafter", "specdec_drafter_chain")
 def chain_drafter_architecture(args):
-    args.max_block_size = getattr(args, "max_block_size", None) or 1
-    args.decoder_layers = getattr(args, "decoder_layers", 1)
+    state_drafter_defaults(args, 1)
     drafter_architecture(args)
 
 
 @register_model_architecture("specdec_chain_drafter", "specdec_drafter_chain_tiny")
 def chain_drafter_tiny(args):
     """CPU-sized: the demo verifier's widths, one decoder layer."""
-    args.max_block_size = getattr(args, "max_block_size", None) or 1
-    args.decoder_layers = getattr(args, "decoder_layers", 1)
+    state_drafter_defaults(args, 1)
     drafter_tiny(args)

@@ -145,16 +145,21 @@ class SpecFeatureDrafterModel(SpecDrafterModel):
         return self.decoder.forward_cuts(verifier_states, target, cuts, block_size, encoder_out)
 
 
+def state_drafter_defaults(args, max_block_size: int) -> None:
+    """Defaults of the drafters that read the verifier's states: one decoder layer, and the
+    most queries (k) their offset embeddings hold."""
+    args.max_block_size = getattr(args, "max_block_size", None) or max_block_size
+    args.decoder_layers = getattr(args, "decoder_layers", 1)
+
+
 @register_model_architecture("specdec_feature_drafter", "specdec_drafter_feature")
 def feature_drafter_architecture(args):
-    args.max_block_size = getattr(args, "max_block_size", None) or 32
-    args.decoder_layers = getattr(args, "decoder_layers", 1)
+    state_drafter_defaults(args, 32)
     drafter_architecture(args)
 
 
 @register_model_architecture("specdec_feature_drafter", "specdec_drafter_feature_tiny")
 def feature_drafter_tiny(args):
     """CPU-sized: the demo verifier's widths, one decoder layer."""
-    args.max_block_size = getattr(args, "max_block_size", None) or 32
-    args.decoder_layers = getattr(args, "decoder_layers", 1)
+    state_drafter_defaults(args, 32)
     drafter_tiny(args)
