@@ -10,7 +10,7 @@ from fairseq_specdec.decoding.feature_drafting import FeatureDrafter
 from fairseq_specdec.decoding.speculative_generator import SpeculativeGenerator
 from fairseq_specdec.verifier_features import TeacherVerifier
 
-from test_speculative_lossless import assert_same_tokens, batches, decode, greedy, setup
+from test_speculative_lossless import assert_same_tokens, batches, decode, greedy, lossless_batches, setup
 
 K = 5
 
@@ -66,8 +66,7 @@ def test_drafts_while_decoding_equal_the_training_layout(demo_data, tiny_verifie
 def test_state_drafters_are_lossless_at_batch_1_and_16(request, demo_data, tiny_verifier, which):
     kind = FeatureDrafter if which == "feature_drafter" else ChainDrafter
     task, models, generator = loaded(demo_data, tiny_verifier, request.getfixturevalue(which), kind)
-    for batch_size in (1, 16):
-        samples = batches(task, batch_size)
+    for samples in lossless_batches(task).values():
         want = greedy(models, task.target_dictionary, samples)
         got = decode(generator, models, samples)
         assert_same_tokens(got, want)

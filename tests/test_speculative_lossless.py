@@ -62,6 +62,14 @@ def batches(task, batch_size):
     return list(itr)
 
 
+def lossless_batches(task):
+    """The batches the lossless tests decode: all 200 test sentences in batches of 16, and
+    every third sentence (67, short to long) one at a time. Batch 1 is the slow one; exact
+    tokens at batch 1 are also asserted on the scripted verifier (test_scripted_decoding)."""
+    return {1: batches(task, 1)[::3], 16: batches(task, 16)}
+
+
+
 def decode(generator, models, samples):
     """id -> hypothesis dict (the single best)."""
     results = {}
@@ -176,15 +184,14 @@ def verifier_setup(demo_data, tiny_verifier):
 
 @pytest.fixture(scope="module")
 def samples(verifier_setup):
-    task = verifier_setup["task"]
-    return {1: batches(task, 1), 16: batches(task, 16)}
+    return lossless_batches(verifier_setup["task"])
 
 
 @pytest.fixture(scope="module")
 def greedy_out(verifier_setup, samples):
     models, tgt_dict = verifier_setup["models"], verifier_setup["tgt_dict"]
     out = {bsz: greedy(models, tgt_dict, s) for bsz, s in samples.items()}
-    assert len(out[1]) == len(out[16]) == NUM_TEST
+    assert len(out[16]) == NUM_TEST and len(out[1]) == (NUM_TEST + 2) // 3
     return out
 
 
@@ -215,7 +222,7 @@ def test_task_generator_equals_greedy(request, demo_data, tiny_verifier, samples
     got = decode(generator, models, samples[batch_size])
     assert_same_tokens(got, greedy_out[batch_size])
     stats = task.decoding_stats
-    assert stats.sentences == NUM_TEST
+    assert stats.sentences == len(got)
     assert stats.committed_tokens == sum(len(h["tokens"]) for h in got.values())
     print(f"{which} batch {batch_size}: {stats.accepted_drafts / stats.iterations:.3f} accepted drafts per iteration")
 
