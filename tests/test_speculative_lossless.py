@@ -437,3 +437,20 @@ def test_relaxed_mode_valid_output_and_longer_acceptance(demo_data, tiny_verifie
     # relaxing changes some outputs (otherwise beta/tau would not reach the rule)
     lossless = runs[1][0]
     assert any(relaxed[i]["tokens"].tolist() != lossless[i]["tokens"].tolist() for i in lossless)
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
+@pytest.mark.parametrize("batch_size", [1, 16])
+def test_lossless_on_cuda(demo_data, tiny_verifier, tiny_drafter, batch_size):
+    """On a GPU, SpecDec (oracle-free real drafter) and the lean greedy give fairseq greedy's tokens."""
+    from fairseq import utils
+
+    for extra, kind in ((["--drafter-path", str(tiny_drafter)], SpeculativeGenerator),
+                        (["--lean-greedy"], LeanGreedyGenerator)):
+        cfg, task, models = setup(demo_data, tiny_verifier, extra)
+        models = [m.cuda() for m in models]
+        chosen = [utils.move_to_cuda(s) for s in lossless_batches(task)[batch_size]]
+        want = greedy(models, task.target_dictionary, chosen)
+        generator = task.build_generator(models, cfg.generation)
+        assert isinstance(generator, kind)
+        assert_same_tokens(decode(generator, models, chosen), want)
