@@ -41,7 +41,6 @@ class ChainDrafter(TrainedDrafter):
 
     def start(self, net_input: Dict[str, Tensor], verifier_encoder_out=None) -> ChainState:
         encoder_out = encode_source(self, net_input, verifier_encoder_out)
-        self.forbidden = self.forbidden.to(net_input["src_tokens"].device)
         decoder = self.model.decoder
         cache = allocate_cache(decoder, encoder_out, INITIAL_SLOTS)
         bsz = cache.length.size(0)
@@ -87,8 +86,7 @@ class ChainDrafter(TrainedDrafter):
         scratch = replace(state.cache)  # shares the buffers; its lengths move past the committed slots
         predicted, tokens, probs = state.predicted, [], []
         for i in range(block_size):
-            logits = decoder.output_layer(predicted)  # B x V
-            logits[..., self.forbidden] = float("-inf")
+            logits = self.forbid(decoder.output_layer(predicted))  # B x V
             if confidence:
                 token, prob = top_tokens(logits)
                 probs.append(prob)

@@ -104,6 +104,14 @@ class TrainedDrafter:
         self.forbidden = forbidden_tokens(tgt_dict)
         self.bos = tgt_dict.eos()  # fairseq decodes from eos
 
+    def forbid(self, logits: Tensor) -> Tensor:
+        """``logits`` (... x V) with the forbidden tokens at -inf, in place; the index moves to
+        the logits' device once, not on every call."""
+        if self.forbidden.device != logits.device:
+            self.forbidden = self.forbidden.to(logits.device)
+        logits[..., self.forbidden] = float("-inf")
+        return logits
+
 
 class NARDrafter(TrainedDrafter):
     """Drafts with a trained Spec-Drafter (``specdec_drafter`` model): one decoder
@@ -143,8 +151,7 @@ class NARDrafter(TrainedDrafter):
         return top_tokens(self.log_probs(encoder_out, prefix, block_size))
 
     def log_probs(self, encoder_out: Any, prefix: Tensor, block_size: int) -> Tensor:
-        logits = self.model.decoder(prefix, encoder_out, block_size)  # B x k x V
-        logits[..., self.forbidden.to(logits.device)] = float("-inf")
+        logits = self.forbid(self.model.decoder(prefix, encoder_out, block_size))  # B x k x V
         return torch.log_softmax(logits.float(), dim=-1)
 
 

@@ -9,6 +9,7 @@ import torch
 from torch import Tensor
 
 from fairseq_specdec.decoding.drafters import TrainedDrafter, encode_source, top_tokens
+from fairseq_specdec.decoding.lean_layers import widened
 
 
 @dataclass
@@ -37,10 +38,7 @@ class FeatureDrafter(TrainedDrafter):
         n = states.size(1)
         new = self.model.decoder.slot_inputs(states, tokens[:, :n])  # B x n x C
         bound = state.bound + n
-        slots = state.slots
-        if bound > slots.size(1):
-            slots = torch.cat([slots, slots.new_zeros(slots.size(0), max(bound, 2 * slots.size(1)) - slots.size(1),
-                                                      slots.size(2))], dim=1)
+        slots = widened(state.slots, 1, bound)
         # all n are written (no read back to the host); those past counts[b] lie beyond the row's length
         columns = state.length.unsqueeze(1) + torch.arange(n, device=counts.device)  # B x n
         slots.scatter_(1, columns.unsqueeze(-1).expand_as(new), new)
@@ -66,5 +64,4 @@ class FeatureDrafter(TrainedDrafter):
         slots = state.slots[:, :width]
         slot_pad = torch.arange(width, device=prefix.device).unsqueeze(0) >= state.length.unsqueeze(1)
         logits = self.model.decoder.forward_block(slots, slot_pad, block_size, state.encoder_out)  # B x k x V
-        logits[..., self.forbidden.to(logits.device)] = float("-inf")
-        return logits
+        return self.forbid(logits)

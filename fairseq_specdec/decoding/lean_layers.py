@@ -23,11 +23,23 @@ def unsupported_layer_options(layer) -> Optional[str]:
     """Why the lean forward cannot run ``layer`` (a fairseq decoder layer), or None."""
     for name in ("c_attn", "attn_ln", "ffn_layernorm", "w_resid"):
         if getattr(layer, name, None) is not None:
-            return f"NormFormer options (the layer has {name}); train the verifier without --scale-attn/--scale-fc/--scale-heads/--scale-resids"
+            return (f"NormFormer options (the layer has {name}); train without "
+                    f"--scale-attn/--scale-fc/--scale-heads/--scale-resids")
     for attn in (layer.self_attn, layer.encoder_attn):
         if attn is not None and (attn.bias_k is not None or attn.add_zero_attn):
             return "attention with --add-bias-kv or --add-zero-attn"
     return None
+
+
+def widened(buffer: Tensor, dim: int, needed: int) -> Tensor:
+    """``buffer`` if its size along ``dim`` holds ``needed``, else a copy grown with zeros to
+    at least twice that size (so that growing row by row stays amortized)."""
+    size = buffer.size(dim)
+    if needed <= size:
+        return buffer
+    shape = list(buffer.shape)
+    shape[dim] = max(needed, 2 * size) - size
+    return torch.cat([buffer, buffer.new_zeros(shape)], dim)
 
 
 def split_heads(x: Tensor, heads: int) -> Tensor:
@@ -142,10 +154,7 @@ class DecoderCache:
     def reserve(self, block: int) -> None:
         """Make room for a block of ``block`` entries past the bound (grows on the host's word)."""
         needed = self.bound + block
-        if needed > self.capacity:
-            extra = max(needed, 2 * self.capacity) - self.capacity
-            self.target = [(torch.cat([k, k.new_zeros(*k.shape[:2], extra, k.size(3))], 2),
-                            torch.cat([v, v.new_zeros(*v.shape[:2], extra, v.size(3))], 2)) for k, v in self.target]
+        self.target = [(widened(k, 2, needed), widened(v, 2, needed)) for k, v in self.target]
 
 
 def allocate_cache(decoder, encoder_out: Dict[str, List[Tensor]], capacity: int) -> DecoderCache:
