@@ -1,8 +1,8 @@
 """The benchmark's decoding modes: which exist, and one decoder object per mode.
 
 Besides fairseq's greedy and beam search, our own lean greedy (``greedy_lean``: the
-verifier's lean forward and preallocated cache, one token per step, greedy's output), SpecDec (lossless and relaxed) and the
-CTranslate2 peer, two *bound* modes measure SpecDec's limit on the machine at hand: the
+verifier's lean forward and preallocated cache, one token per step, greedy's output),
+SpecDec (lossless and relaxed) and the CTranslate2 peer, two *bound* modes measure SpecDec's limit on the machine at hand: the
 drafter is replaced by an oracle that drafts greedy's own output, so every draft is
 accepted. ``specdec_oracle`` still runs the real drafter (and throws its drafts away):
 the speed a perfect drafter of the same cost would reach. ``specdec_oracle_free`` drafts
