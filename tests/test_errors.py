@@ -146,6 +146,19 @@ def test_negative_tau(demo_data, tiny_verifier, tiny_drafter):
                                                    "--tau", "-0.5"])
 
 
+@pytest.mark.skipif(torch.cuda.is_available(), reason="checks the refusal on a machine without a GPU")
+def test_cuda_graphs_on_the_cpu(demo_data, tiny_verifier, tiny_drafter):
+    with pytest.raises(ValueError, match="--cuda-graphs records CUDA graphs, but the verifier is on cpu"):
+        build_generator(demo_data, tiny_verifier, ["--lean-greedy", "--cuda-graphs"])
+
+
+def test_cuda_graphs_need_the_plugins_decoding(demo_data, tiny_verifier, tiny_drafter):
+    with pytest.raises(ValueError, match="--cuda-graphs runs the plugin's own decoding: add --lean-greedy"):
+        build_generator(demo_data, tiny_verifier, ["--cuda-graphs"])
+    with pytest.raises(ValueError, match="--cuda-graphs is not available for drafter-only decoding"):
+        build_generator(demo_data, tiny_drafter, ["--cuda-graphs"])
+
+
 def test_block_size_below_one(demo_data, tiny_verifier, tiny_drafter):
     with pytest.raises(ValueError, match="--block-size must be >= 1, got 0"):
         setup_generation(demo_data, tiny_verifier, ["--drafter-path", str(tiny_drafter), "--block-size", "0"])

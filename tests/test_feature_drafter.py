@@ -5,9 +5,11 @@ equals greedy) at batch 1 and 16."""
 import pytest
 import torch
 
-from fairseq_specdec.decoding.chain_drafting import ChainDrafter
+from fairseq_specdec.decoding.chain_drafting import INITIAL_SLOTS, ChainDrafter, StaticChainDrafter
 from fairseq_specdec.decoding.feature_drafting import FeatureDrafter
 from fairseq_specdec.decoding.speculative_generator import SpeculativeGenerator
+from fairseq_specdec.decoding.static_rows import GraphOptions
+from fairseq_specdec.decoding.stats import DecodingStats
 from fairseq_specdec.verifier_features import TeacherVerifier
 
 from test_speculative_lossless import assert_same_tokens, batches, decode, greedy, lossless_batches, setup
@@ -159,3 +161,31 @@ def test_cached_chain_equals_recomputing_it_on_unequal_rows(demo_data, tiny_veri
         for sample in batches(task, 16)[:4]:
             generator.generate(models, sample)
     assert any(checked.unequal), "no call had rows of unequal lengths"
+
+
+def static_chain_generator(generator, models, tgt_dict, capture: bool):
+    """``generator``'s verifier and chain drafter over static buffers (``--cuda-graphs``;
+    ``capture=False``: the same path, run eagerly)."""
+    options = GraphOptions(capture=capture)
+    drafter = StaticChainDrafter(generator.drafter.model, tgt_dict, verifier=models[0], options=options)
+    stats = DecodingStats()
+    return SpeculativeGenerator(models, tgt_dict, drafter, block_size=generator.block_size, stats=stats,
+                                graphs=options), stats
+
+
+def test_chain_drafting_over_static_buffers_drafts_the_same_and_is_lossless(demo_data, tiny_verifier, chain_drafter):
+    """The CUDA-graph path run eagerly: the verifier and the chain drafter over static buffers
+    (rows rounded up to a power of two and leaving as sentences finish, every cache column
+    attended under the mask, the drafter's buffers widened past their first 64 slots)
+    commit greedy's tokens after the same drafts as the chain drafter over its own cache."""
+    task, models, eager = loaded(demo_data, tiny_verifier, chain_drafter, ChainDrafter)
+    tgt_dict = task.target_dictionary
+    static, stats = static_chain_generator(eager, models, tgt_dict, capture=False)
+    for samples in lossless_batches(task).values():
+        want = greedy(models, tgt_dict, samples)
+        assert_same_tokens(decode(static, models, samples), want)
+        assert_same_tokens(decode(eager, models, samples), want)
+    assert stats.accepted_histogram == task.decoding_stats.accepted_histogram
+    assert stats.iterations == task.decoding_stats.iterations
+    assert max(rows.columns for rows in static.drafter.pool.by_rows.values()) > INITIAL_SLOTS  # widened
+    assert sorted(static.verifier.pool.by_rows) == [1, 2, 4, 8, 16]  # rows left into smaller buffers

@@ -7,6 +7,7 @@ from fairseq.sequence_generator import SequenceGenerator
 
 import fairseq_specdec  # noqa: F401
 from fairseq_specdec.decoding.speculative_generator import LeanGreedyGenerator, SpeculativeGenerator
+from fairseq_specdec.decoding.static_rows import GraphOptions
 from fairseq_specdec.decoding.stats import DecodingStats
 
 from scripted_models import FixedDrafter, bigram_verifier, sample, table_from, tiny_dictionary
@@ -57,10 +58,11 @@ def test_fairseq_greedy_follows_the_table(chain):
     ([X], 2, 4, [4]),  # never right: one verifier token per iteration
     ([EOS], 3, 4, [4]),  # an eos drafted first is rejected like any wrong token
 ])
-def test_specdec_commits_exactly_the_accepted_drafts(chain, script, k, iterations, histogram):
+@pytest.mark.parametrize("graphs", [None, GraphOptions(capture=False)], ids=["cache", "static"])
+def test_specdec_commits_exactly_the_accepted_drafts(chain, script, k, iterations, histogram, graphs):
     table, model = chain
     greedy = run(SequenceGenerator([model], D, beam_size=1), model)
-    generator, stats, drafter = speculative(model, script, k)
+    generator, stats, drafter = speculative(model, script, k, graphs=graphs)
     got = run(generator, model)
     for g, w in zip(got, greedy):
         assert g["tokens"].tolist() == w["tokens"].tolist()
@@ -71,11 +73,12 @@ def test_specdec_commits_exactly_the_accepted_drafts(chain, script, k, iteration
     assert len(drafter.proposals) == iterations  # the batch stays together: same path in every row
 
 
-def test_lean_greedy_equals_fairseq_greedy(chain):
+@pytest.mark.parametrize("graphs", [None, GraphOptions(capture=False)], ids=["cache", "static"])
+def test_lean_greedy_equals_fairseq_greedy(chain, graphs):
     _table, model = chain
     want = run(SequenceGenerator([model], D, beam_size=1), model)
     stats = DecodingStats()
-    got = run(LeanGreedyGenerator([model], D, stats=stats), model)
+    got = run(LeanGreedyGenerator([model], D, stats=stats, graphs=graphs), model)
     for g, w in zip(got, want):
         assert g["tokens"].tolist() == w["tokens"].tolist()
         assert torch.allclose(g["positional_scores"], w["positional_scores"], atol=1e-5)

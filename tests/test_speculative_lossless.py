@@ -26,6 +26,7 @@ from fairseq.sequence_generator import SequenceGenerator  # noqa: E402
 from conftest import USER_DIR  # noqa: E402
 from fairseq_specdec.decoding.drafters import NARDrafter  # noqa: E402
 from fairseq_specdec.decoding.speculative_generator import LeanGreedyGenerator, SpeculativeGenerator  # noqa: E402
+from fairseq_specdec.decoding.static_rows import GraphOptions  # noqa: E402
 from fairseq_specdec.decoding.stats import DecodingStats  # noqa: E402
 
 K = 5
@@ -311,9 +312,14 @@ def subset(samples, greedy_out):
     return chosen, {sid: greedy_out[16][sid] for sid in ids}
 
 
-def test_oracle_drafter_gets_every_draft_accepted(verifier_setup, subset):
+# the verifier with its own cache, and over static buffers (the --cuda-graphs path, run eagerly)
+VERIFIER_PATHS = pytest.mark.parametrize("graphs", [None, GraphOptions(capture=False)], ids=["cache", "static"])
+
+
+@VERIFIER_PATHS
+def test_oracle_drafter_gets_every_draft_accepted(verifier_setup, subset, graphs):
     chosen, want = subset
-    got, stats, drafter = scripted_run(verifier_setup, chosen, want, oracle)
+    got, stats, drafter = scripted_run(verifier_setup, chosen, want, oracle, graphs=graphs)
     assert_same_tokens(got, want)
     lengths = [len(h["tokens"]) for h in want.values()]
     iterations, accepted = oracle_counts(lengths, K)
@@ -326,9 +332,10 @@ def test_oracle_drafter_gets_every_draft_accepted(verifier_setup, subset):
     assert stats.accepted_histogram[K] >= stats.iterations - len(want)
 
 
-def test_adversarial_drafter_gets_nothing_accepted(verifier_setup, subset):
+@VERIFIER_PATHS
+def test_adversarial_drafter_gets_nothing_accepted(verifier_setup, subset, graphs):
     chosen, want = subset
-    got, stats, drafter = scripted_run(verifier_setup, chosen, want, adversary)
+    got, stats, drafter = scripted_run(verifier_setup, chosen, want, adversary, graphs=graphs)
     assert_same_tokens(got, want)
     assert stats.accepted_drafts == 0
     assert stats.iterations == sum(len(h["tokens"]) for h in want.values())  # one token per iteration
@@ -440,14 +447,22 @@ def test_relaxed_mode_valid_output_and_longer_acceptance(demo_data, tiny_verifie
     assert any(relaxed[i]["tokens"].tolist() != lossless[i]["tokens"].tolist() for i in lossless)
 
 
-@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
+CUDA = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
+
+
+@CUDA
 @pytest.mark.parametrize("batch_size", [1, 16])
-def test_lossless_on_cuda(demo_data, tiny_verifier, tiny_drafter, batch_size):
-    """On a GPU, SpecDec (oracle-free real drafter) and the lean greedy give fairseq greedy's tokens."""
+def test_lossless_on_cuda(demo_data, tiny_verifier, tiny_drafter, chain_drafter, batch_size):
+    """On a GPU, SpecDec (real drafters) and the lean greedy give fairseq greedy's tokens,
+    with and without CUDA graphs (--cuda-graphs: the verifier's block forward and the
+    chain drafter's forwards recorded and replayed; the Spec-Drafter runs without)."""
     from fairseq import utils
 
     for extra, kind in ((["--drafter-path", str(tiny_drafter)], SpeculativeGenerator),
-                        (["--lean-greedy"], LeanGreedyGenerator)):
+                        (["--drafter-path", str(tiny_drafter), "--cuda-graphs"], SpeculativeGenerator),
+                        (["--drafter-path", str(chain_drafter), "--cuda-graphs"], SpeculativeGenerator),
+                        (["--lean-greedy"], LeanGreedyGenerator),
+                        (["--lean-greedy", "--cuda-graphs"], LeanGreedyGenerator)):
         cfg, task, models = setup(demo_data, tiny_verifier, extra)
         models = [m.cuda() for m in models]
         chosen = [utils.move_to_cuda(s) for s in lossless_batches(task)[batch_size]]
@@ -455,3 +470,26 @@ def test_lossless_on_cuda(demo_data, tiny_verifier, tiny_drafter, batch_size):
         generator = task.build_generator(models, cfg.generation)
         assert isinstance(generator, kind)
         assert_same_tokens(decode(generator, models, chosen), want)
+        if "--cuda-graphs" in extra:  # graphs were recorded, once per shape
+            assert generator.verifier.pool.by_rows and all(r.graphs.graphs for r in generator.verifier.pool.by_rows.values())
+            assert_same_tokens(decode(generator, models, chosen), want)  # replayed on the next batches
+
+
+@CUDA
+@pytest.mark.parametrize("policy", [oracle, adversary], ids=["oracle", "adversary"])
+def test_scripted_drafters_through_cuda_graphs(demo_data, tiny_verifier, subset, policy):
+    """Every draft accepted, or none, through the recorded verifier graphs at batch 16
+    (rows leave as they finish) and batch 1: greedy's tokens, the same acceptance as
+    without graphs."""
+    from fairseq import utils
+
+    _cfg, task, models = setup(demo_data, tiny_verifier)  # its own copy, moved to the GPU
+    on_gpu = {"models": [m.cuda() for m in models], "tgt_dict": task.target_dictionary}
+    chosen, _want = subset
+    single = [utils.move_to_cuda(s) for s in batches(task, 1)[:40:4]]
+    for samples in ([utils.move_to_cuda(s) for s in chosen], single):
+        expected = greedy(on_gpu["models"], task.target_dictionary, samples)
+        got, stats, _ = scripted_run(on_gpu, samples, expected, policy, graphs=GraphOptions())
+        assert_same_tokens(got, expected)
+        _, eager_stats, _ = scripted_run(on_gpu, samples, expected, policy)
+        assert stats.accepted_histogram == eager_stats.accepted_histogram

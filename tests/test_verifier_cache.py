@@ -17,7 +17,8 @@ import fairseq_specdec  # noqa: E402,F401  (registers the plugin, allow-lists ch
 from fairseq import checkpoint_utils, options, tasks  # noqa: E402
 from fairseq.models.transformer import TransformerModel  # noqa: E402
 
-from fairseq_specdec.decoding.verifier import Verifier  # noqa: E402
+from fairseq_specdec.decoding.static_rows import GraphOptions  # noqa: E402
+from fairseq_specdec.decoding.verifier import StaticVerifier, Verifier  # noqa: E402
 
 TOL = 1e-5
 SMALL = [
@@ -77,15 +78,22 @@ def source_batch(task, ids):
     return sample["net_input"]
 
 
-def check_cycles(model, task, ids=(0, 5, 17, 42)):
-    """Drive the verifier through CYCLES and compare every block with a full recompute."""
+def make_verifier(model, static: bool):
+    """The verifier with its own cache, or over static buffers (the CUDA-graph path, run eagerly)."""
+    return StaticVerifier(model, options=GraphOptions(capture=False)) if static else Verifier(model)
+
+
+def check_cycles(model, task, ids=(0, 5, 17, 42), static=False):
+    """Drive the verifier through CYCLES and compare every block with a full recompute.
+    ``static``: the verifier over static buffers (4 rows, then 2: rows leave in place and
+    into smaller buffers; every block attends over all the buffers' columns)."""
     tgt_dict = task.target_dictionary
     net_input = source_batch(task, list(ids))
     src_lengths = net_input["src_lengths"]
     assert len(set(src_lengths.tolist())) > 1, "the batch must hold sources of different lengths"
     gen = torch.Generator().manual_seed(1)
     vocab = len(tgt_dict)
-    verifier = Verifier(model)
+    verifier = make_verifier(model, static)
     checked = 0
     with torch.no_grad():
         state = verifier.start(net_input, capacity=1 + sum(max(keep) for keep, _ in CYCLES) + K + 1)
@@ -97,7 +105,7 @@ def check_cycles(model, task, ids=(0, 5, 17, 42)):
             drafts = torch.randint(tgt_dict.nspecial, vocab, (bsz, K), generator=gen)
             last = torch.tensor([s[-1] for s in seqs])
             lengths = torch.tensor([len(s) for s in seqs])
-            assert torch.equal(state.cache.length, lengths - 1), "the cache holds every committed token but the last"
+            assert torch.equal(state.cache.length[:bsz], lengths - 1), "the cache holds every committed token but the last"
             lprobs, states = verifier.score(state, last, drafts)
             assert lprobs.shape == (bsz, K + 1, vocab) and states.shape[:2] == (bsz, K + 1)
             for b in range(bsz):
@@ -146,10 +154,11 @@ def test_select_and_commit_on_hand_built_rows(demo_data, tiny_verifier):
     assert torch.equal(kept.cache.source[0][0], state.cache.source[0][0][[2, 0]])
 
 
-def test_trained_verifier_block_scores_match_full_recompute(demo_data, tiny_verifier):
+@pytest.mark.parametrize("static", [False, True])
+def test_trained_verifier_block_scores_match_full_recompute(demo_data, tiny_verifier, static):
     model, task = load_trained(demo_data, tiny_verifier)
     assert not model.training
-    seqs = check_cycles(model, task)
+    seqs = check_cycles(model, task, static=static)
     # rows 2 and 3 of the batch stay to the end; each cycle commits `keep` tokens
     assert [len(s) for s in seqs] == [1 + 3 + 2 + 3 + 2 + 1 + 1 + 1 + 6, 1 + 3 + 4 + 6 + 2 + 4 + 5 + 1 + 3]
 
@@ -159,8 +168,9 @@ def test_trained_verifier_other_rows(demo_data, tiny_verifier):
     check_cycles(model, task, ids=(199, 3, 120, 64))
 
 
+@pytest.mark.parametrize("static", [False, True])
 @pytest.mark.parametrize("shape", sorted(SHAPES))
-def test_untrained_verifier_shapes(demo_data, shape):
+def test_untrained_verifier_shapes(demo_data, shape, static):
     model, task = build_untrained(demo_data, SHAPES[shape])
     dec = model.decoder
     # the shape options really reached the model
@@ -177,4 +187,4 @@ def test_untrained_verifier_shapes(demo_data, shape):
     if shape == "separate_embeddings":
         assert dec.embed_tokens is not model.encoder.embed_tokens
         assert dec.output_projection.weight is not dec.embed_tokens.weight
-    check_cycles(model, task)
+    check_cycles(model, task, static=static)

@@ -100,6 +100,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--max-len-b", type=int, default=DEFAULT_MAX_LEN_B, help=f"default {DEFAULT_MAX_LEN_B}")
     p.add_argument("--device", default="cpu", help="cpu, cuda or cuda:N")
     p.add_argument("--fp16", action="store_true", help="half precision (CUDA only)")
+    p.add_argument("--cuda-graphs", action="store_true",
+                   help="greedy_lean and the specdec modes record their fixed-shape forwards as CUDA graphs "
+                        "(during the warm-up) and replay them (CUDA only)")
     p.add_argument("--ctranslate2", choices=("auto", "on", "off"), default="auto",
                    help="ct2_* modes: auto = when ctranslate2 is importable")
     p.add_argument("--out-dir", help="write benchmark.json, table.md, speedup.png, accepted_hist.png here")
@@ -140,6 +143,8 @@ def _check_args(args) -> None:
         raise BenchmarkError(f"--device {args.device}: CUDA is not available")
     if args.fp16 and not args.device.startswith("cuda"):
         raise BenchmarkError("--fp16 needs --device cuda")
+    if args.cuda_graphs and not args.device.startswith("cuda"):
+        raise BenchmarkError("--cuda-graphs needs --device cuda")
     needing = [m for m in args.modes if m in NEEDS_DRAFTER]
     if needing:
         if not args.drafter:
@@ -213,14 +218,15 @@ def make_batches(task, model, dataset, batch_size: int, device) -> List[dict]:
     return batches
 
 
-def timed_pass(decoder, inputs, device):
-    """Seconds of one pass over all batches (CUDA synchronized on both ends), and its raw output."""
+def timed_pass(decoder, inputs, device, counted: bool = True):
+    """Seconds of one pass over all batches (CUDA synchronized on both ends), and its raw
+    output; ``counted=False``: a warm-up, not added to the decoder's statistics."""
     gc.collect()
     if device.type == "cuda":
         torch.cuda.synchronize(device)
     start = time.perf_counter()
     with torch.no_grad():
-        raw = decoder.run(inputs)
+        raw = decoder.run(inputs) if counted or not hasattr(decoder, "uncounted") else decoder.uncounted(inputs)
     if device.type == "cuda":
         torch.cuda.synchronize(device)
     return time.perf_counter() - start, raw
@@ -243,8 +249,7 @@ def benchmark_batch_size(args, bs, modes, setup, dataset, ct2) -> Dict[str, dict
     if any(m in ORACLE_MODES for m in modes):  # what the oracle drafts: greedy's outputs at this batch size
         greedy = make_decoder("greedy", args, model, drafter, tgt_dict, None)
         known = known_outputs(timed_pass(greedy, batches, device)[1], batches, tgt_dict.pad())
-    warm = {m: make_decoder(m, args, model, drafter, tgt_dict, DecodingStats(profile=False), ct2, known,
-                            ngram_index) for m in modes}
+    # the decoders that are timed are the ones warmed up (with --cuda-graphs: their graphs are recorded then)
     measured = {m: make_decoder(m, args, model, drafter, tgt_dict, stats.get(m), ct2, known, ngram_index)
                 for m in modes}
     inputs = {m: measured[m].prepare(batches) for m in modes}
@@ -254,7 +259,7 @@ def benchmark_batch_size(args, bs, modes, setup, dataset, ct2) -> Dict[str, dict
     last_raw = {}
     for _ in range(args.warmup):
         for m in modes:
-            timed_pass(warm[m], inputs[m], device)
+            timed_pass(measured[m], inputs[m], device, counted=False)
     for rep in range(args.repeats):
         for m in modes:
             if device.type == "cuda":

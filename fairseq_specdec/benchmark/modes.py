@@ -19,6 +19,7 @@ from fairseq_specdec.decoding.drafters import OracleDrafter, make_proposer, sour
 from fairseq_specdec.decoding.ngram_data import NGramDataError, build_index
 from fairseq_specdec.decoding.ngram_index import NGramIndex
 from fairseq_specdec.decoding.generators import Decoding, build_generator, build_proposer
+from fairseq_specdec.decoding.static_rows import GraphOptions
 from fairseq_specdec.decoding.stats import DecodingStats
 
 DRAFTED_MODES = ("specdec", "specdec_relaxed")  # SpecDec with the trained drafter's drafts
@@ -44,6 +45,17 @@ class FairseqDecoder:
 
     def run(self, batches):
         return [self.generator.generate(self.models, sample) for sample in batches]
+
+    def uncounted(self, batches):
+        """``run`` without adding to the generator's statistics (a warm-up pass)."""
+        counted = getattr(self.generator, "stats", None)
+        if counted is None:
+            return self.run(batches)
+        self.generator.stats = DecodingStats(profile=False)
+        try:
+            return self.run(batches)
+        finally:
+            self.generator.stats = counted
 
     def tokens(self, raw, batches) -> Dict[int, List[int]]:
         out = {}
@@ -73,13 +85,14 @@ def load_ngram_index(args, task, src: str, tgt: str) -> Optional[NGramIndex]:
         raise ValueError(str(err)) from err
 
 
-def _proposer(mode: str, model, drafter, tgt_dict, ngram_index: Optional[NGramIndex]):
+def _proposer(mode: str, model, drafter, tgt_dict, ngram_index: Optional[NGramIndex],
+              graphs: Optional[GraphOptions]):
     trained = drafter if mode in NEEDS_DRAFTER else None
     if mode not in NGRAM_MODES:
-        return make_proposer(trained, tgt_dict, model) if trained is not None else None
+        return make_proposer(trained, tgt_dict, model, graphs) if trained is not None else None
     if ngram_index is None:
         raise ValueError(f"mode {mode} drafts with the n-gram index: pass it as ngram_index=")
-    return build_proposer(trained, model, tgt_dict, ngram_index)
+    return build_proposer(trained, model, tgt_dict, ngram_index, graphs)
 
 
 def length_limits(batches, max_len_a: float, max_len_b: int, max_positions: int) -> Dict[int, int]:
@@ -106,13 +119,15 @@ def make_decoder(mode: str, args, model, drafter, tgt_dict, stats: Optional[Deco
     search = dict(max_len_a=args.max_len_a, max_len_b=args.max_len_b)
     if mode.startswith("ct2_"):
         return peer.CT2Decoder(ct2, BEAMS[mode], search, model.max_decoder_positions())
-    decoding = Decoding(beam=BEAMS.get(mode, 1), lean_greedy=mode == "greedy_lean")
+    graphs = GraphOptions() if args.cuda_graphs else None  # the plugin's modes only
+    decoding = Decoding(beam=BEAMS.get(mode, 1), lean_greedy=mode == "greedy_lean",
+                        graphs=graphs if mode == "greedy_lean" else None)
     if mode in SPECDEC_MODES:
-        proposer = _proposer(mode, model, drafter, tgt_dict, ngram_index)
+        proposer = _proposer(mode, model, drafter, tgt_dict, ngram_index, graphs)
         if mode in ORACLE_MODES:
             if known is None:
                 raise ValueError(f"mode {mode} drafts greedy's outputs: pass them as known=")
             proposer = OracleDrafter(known, tgt_dict.pad(), tgt_dict.eos(), cost=proposer)
         beta, tau = (args.beta, args.tau) if mode == "specdec_relaxed" else (1, 1.0)
-        decoding = Decoding(proposer=proposer, block_size=args.block_size, beta=beta, tau=tau)
+        decoding = Decoding(proposer=proposer, block_size=args.block_size, beta=beta, tau=tau, graphs=graphs)
     return FairseqDecoder(build_generator([model], tgt_dict, decoding, search, stats=stats), model)

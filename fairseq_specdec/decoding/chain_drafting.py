@@ -15,7 +15,9 @@ import torch
 from torch import Tensor
 
 from fairseq_specdec.decoding.drafters import TrainedDrafter, encode_source, top_tokens
-from fairseq_specdec.decoding.lean_layers import DecoderCache, allocate_cache, run_block, unsupported_layer_options
+from fairseq_specdec.decoding.lean_layers import (
+    DecoderCache, allocate_cache, run_block, source_cache, unsupported_layer_options)
+from fairseq_specdec.decoding.static_rows import GraphOptions, StaticPool, StaticRows
 
 INITIAL_SLOTS = 64  # cache entries per row at the start of a batch; grows when needed
 
@@ -25,6 +27,7 @@ class ChainState:
     encoder_out: Dict[str, List[Tensor]]  # the source, encoded (the verifier's when shared)
     cache: DecoderCache  # the drafter layers' keys/values of the committed slots (BOS slot included)
     predicted: Tensor  # B x C: the predicted verifier state after the last committed slot
+    static: Optional[StaticRows] = None  # ``StaticChainDrafter``: the buffers cache and predicted live in
 
 
 class ChainDrafter(TrainedDrafter):
@@ -49,12 +52,12 @@ class ChainDrafter(TrainedDrafter):
         cache.commit(torch.ones_like(bos), 1, max_length=1)
         return ChainState(encoder_out, cache, predicted)
 
-    def _states(self, inputs: Tensor, cache: DecoderCache) -> Tensor:
+    def _states(self, inputs: Tensor, cache: DecoderCache, width: Optional[int] = None) -> Tensor:
         """Predicted verifier states (B x n x C) after n new slot inputs per row."""
         decoder = self.model.decoder
         if decoder.layernorm_embedding is not None:
             inputs = decoder.layernorm_embedding(inputs)
-        return decoder.state_head(run_block(decoder, inputs, cache))
+        return decoder.state_head(run_block(decoder, inputs, cache, width))
 
     def observe(self, state: ChainState, states: Tensor, tokens: Tensor, counts: Tensor) -> ChainState:
         """A slot per committed token: the verifier's state ``states[:, i]`` (after block
@@ -81,10 +84,17 @@ class ChainDrafter(TrainedDrafter):
         return self.chain(state, block_size, confidence=True)
 
     def chain(self, state: ChainState, block_size: int, confidence: bool) -> Tuple[Tensor, Optional[Tensor]]:
-        decoder = self.model.decoder
         state.cache.reserve(block_size)
-        scratch = replace(state.cache)  # shares the buffers; its lengths move past the committed slots
-        predicted, tokens, probs = state.predicted, [], []
+        return self.run_chain(state.cache, state.predicted, block_size, confidence)
+
+    def run_chain(self, cache: DecoderCache, predicted: Tensor, block_size: int, confidence: bool,
+                  width: Optional[int] = None) -> Tuple[Tensor, Optional[Tensor]]:
+        """k drafts (B x k) chained from ``predicted`` (B x C) over ``cache``, and their
+        probabilities when ``confidence``; the chained slots' entries are written past the
+        committed ones and the cache's lengths stay."""
+        decoder = self.model.decoder
+        scratch = replace(cache)  # shares the buffers; its lengths move past the committed slots
+        tokens, probs = [], []
         for i in range(block_size):
             logits = self.forbid(decoder.output_layer(predicted))  # B x V
             if confidence:
@@ -94,6 +104,68 @@ class ChainDrafter(TrainedDrafter):
                 token = logits.argmax(-1)
             tokens.append(token)
             if i + 1 < block_size:
-                predicted = self._states(decoder.slot_inputs(predicted.unsqueeze(1), token.unsqueeze(1)), scratch)[:, 0]
+                predicted = self._states(decoder.slot_inputs(predicted.unsqueeze(1), token.unsqueeze(1)), scratch,
+                                         width)[:, 0]
                 scratch.commit(torch.ones_like(token), 1)
         return torch.stack(tokens, 1), (torch.stack(probs, 1) if confidence else None)
+
+
+class StaticChainDrafter(ChainDrafter):
+    """The chain drafter over static buffers (``static_rows``): its k chained steps, and
+    the forward over a verified block's slots, each recorded once as a CUDA graph per block
+    size and replayed (``capture``), or run eagerly on the same buffers (``capture=False``)."""
+
+    def __init__(self, model, tgt_dict, verifier=None, options: GraphOptions = GraphOptions()):
+        super().__init__(model, tgt_dict, verifier)
+        self.pool = StaticPool(model.decoder, options.capture)
+
+    def start(self, net_input: Dict[str, Tensor], verifier_encoder_out=None) -> ChainState:
+        encoder_out = encode_source(self, net_input, verifier_encoder_out)
+        decoder = self.model.decoder
+        source, source_mask = source_cache(decoder, encoder_out)
+        src_len, bsz = encoder_out["encoder_out"][0].shape[:2]
+        device, dtype = net_input["src_tokens"].device, next(decoder.parameters()).dtype
+        rows = self.pool.rows_for(bsz, INITIAL_SLOTS, src_len, device, dtype)
+        rows.load_source(source, source_mask, bsz, src_len)
+        bos = torch.full((rows.rows,), self.bos, dtype=torch.long, device=device)
+        first = self._states(decoder.start_input(rows.rows, bos), rows.cache(), rows.columns)[:, 0]  # rows x C
+        predicted = rows.buffer("predicted", tuple(first.shape[1:]), first.dtype)
+        predicted.copy_(first)
+        rows.length[:bsz] = 1
+        return ChainState(encoder_out, rows.cache(bound=1), predicted, rows)
+
+    def observe(self, state: ChainState, states: Tensor, tokens: Tensor, counts: Tensor) -> ChainState:
+        n, used = states.size(1), counts.size(0)
+        rows = self._room(state, n)
+        slot_states = rows.buffer(f"states{n}", tuple(states.shape[1:]), states.dtype)
+        slot_tokens = rows.buffer(f"tokens{n}", (n,), torch.long)
+        slot_states[:used] = states
+        slot_tokens[:used] = tokens[:, :n]
+        decoder = self.model.decoder
+        predicted = rows.graphs.run(("observe", n), lambda: self._states(
+            decoder.slot_inputs(slot_states, slot_tokens), rows.cache(), rows.columns))  # rows x n x C
+        last = (counts - 1).view(-1, 1, 1).expand(-1, 1, predicted.size(2))
+        state.predicted[:used] = predicted[:used].gather(1, last)[:, 0]
+        rows.length[:used] += counts
+        state.cache.bound += n
+        return state
+
+    def chain(self, state: ChainState, block_size: int, confidence: bool) -> Tuple[Tensor, Optional[Tensor]]:
+        rows, used = self._room(state, block_size), state.static.used
+        predicted = state.predicted
+        tokens, probs = rows.graphs.run(("chain", block_size, confidence), lambda: self.run_chain(
+            rows.cache(), predicted, block_size, confidence, rows.columns))
+        return tokens[:used], (probs[:used] if confidence else None)
+
+    def select(self, state: ChainState, rows: Tensor) -> ChainState:
+        static = self.pool.select(state.static, rows)
+        return ChainState(self.model.encoder.reorder_encoder_out(state.encoder_out, rows),
+                          static.cache(state.cache.bound), static.buffers["predicted"], static)
+
+    def _room(self, state: ChainState, n: int) -> StaticRows:
+        """The state's buffers, widened first when n more entries past the bound do not fit."""
+        if state.cache.bound + n > state.static.columns:
+            static = self.pool.widen(state.static, state.cache.bound + n)
+            state.static, state.cache = static, static.cache(state.cache.bound)
+            state.predicted = static.buffers["predicted"]
+        return state.static

@@ -109,8 +109,7 @@ class TrainedDrafter:
         the logits' device once, not on every call."""
         if self.forbidden.device != logits.device:
             self.forbidden = self.forbidden.to(logits.device)
-        logits[..., self.forbidden] = float("-inf")
-        return logits
+        return logits.index_fill_(-1, self.forbidden, float("-inf"))
 
 
 class NARDrafter(TrainedDrafter):
@@ -206,14 +205,18 @@ class OracleDrafter:
         return torch.tensor(rows, dtype=torch.long, device=prefix.device)
 
 
-def make_proposer(drafter_model, tgt_dict, verifier):
-    """The drafting side for a trained drafter checkpoint's model, next to ``verifier``."""
-    from fairseq_specdec.decoding.chain_drafting import ChainDrafter
+def make_proposer(drafter_model, tgt_dict, verifier, graphs=None):
+    """The drafting side for a trained drafter checkpoint's model, next to ``verifier``;
+    with ``graphs`` (``static_rows.GraphOptions``) the chain drafter runs over static
+    buffers and CUDA graphs (the other drafters' shapes change every iteration)."""
+    from fairseq_specdec.decoding.chain_drafting import ChainDrafter, StaticChainDrafter
     from fairseq_specdec.decoding.feature_drafting import FeatureDrafter
     from fairseq_specdec.models.chain_drafter import SpecChainDrafterModel
     from fairseq_specdec.models.feature_drafter import SpecFeatureDrafterModel
 
     if isinstance(drafter_model, SpecChainDrafterModel):
+        if graphs is not None:
+            return StaticChainDrafter(drafter_model, tgt_dict, verifier=verifier, options=graphs)
         return ChainDrafter(drafter_model, tgt_dict, verifier=verifier)
     if isinstance(drafter_model, SpecFeatureDrafterModel):
         return FeatureDrafter(drafter_model, tgt_dict, verifier=verifier)

@@ -17,6 +17,7 @@ from fairseq_specdec.decoding.drafters import make_proposer
 from fairseq_specdec.decoding.ngram_drafter import with_ngram_drafter
 from fairseq_specdec.decoding.ngram_index import NGramIndex
 from fairseq_specdec.decoding.speculative_generator import LeanGreedyGenerator, SpeculativeGenerator
+from fairseq_specdec.decoding.static_rows import GraphOptions
 from fairseq_specdec.decoding.stats import DecodingStats
 from fairseq_specdec.models.specdec_drafter import SpecDrafterModel
 
@@ -31,6 +32,7 @@ class Decoding:
     block_size: int = 0  # k: drafts per iteration (SpecDec and drafter-only decoding)
     beta: int = 1  # SpecDec acceptance: top-beta ...
     tau: float = 1.0  # ... and within tau of the top-1
+    graphs: Optional[GraphOptions] = None  # lean greedy and SpecDec: static buffers and CUDA graphs
 
 
 def build_generator(models, tgt_dict, decoding: Decoding, search: Dict[str, Any],
@@ -38,21 +40,29 @@ def build_generator(models, tgt_dict, decoding: Decoding, search: Dict[str, Any]
     """The generator for ``models`` (a verifier, or a Spec-Drafter for drafter-only
     decoding); ``search`` holds ``SequenceGenerator``'s length and score options."""
     if isinstance(models[0], SpecDrafterModel):
+        if decoding.graphs is not None:
+            raise ValueError("--cuda-graphs is not available for drafter-only decoding (its input grows every "
+                             "iteration); decode with the verifier as --path and the drafter as --drafter-path")
         return DrafterGenerator(models, tgt_dict, block_size=decoding.block_size, stats=stats, **search)
     if decoding.proposer is not None:
         return SpeculativeGenerator(models, tgt_dict, decoding.proposer, block_size=decoding.block_size,
-                                    beta=decoding.beta, tau=decoding.tau, stats=stats, **search)
+                                    beta=decoding.beta, tau=decoding.tau, stats=stats, graphs=decoding.graphs,
+                                    **search)
     if decoding.lean_greedy:
         if decoding.beam != 1:
             raise ValueError(f"--lean-greedy decodes greedily: use --beam 1 (got --beam {decoding.beam})")
-        return LeanGreedyGenerator(models, tgt_dict, stats=stats, **search)
+        return LeanGreedyGenerator(models, tgt_dict, stats=stats, graphs=decoding.graphs, **search)
+    if decoding.graphs is not None:
+        raise ValueError("--cuda-graphs runs the plugin's own decoding: add --lean-greedy, --drafter-path "
+                         "or --ngram-drafter")
     return SequenceGenerator(models, tgt_dict, beam_size=decoding.beam, **search)
 
 
-def build_proposer(drafter_model, verifier, tgt_dict, ngram_index: Optional[NGramIndex] = None):
+def build_proposer(drafter_model, verifier, tgt_dict, ngram_index: Optional[NGramIndex] = None,
+                   graphs: Optional[GraphOptions] = None):
     """The drafting side: the trained drafter's proposer (``drafter_model`` may be None),
     the n-gram drafter over ``ngram_index``, or both combined."""
-    trained = make_proposer(drafter_model, tgt_dict, verifier) if drafter_model is not None else None
+    trained = make_proposer(drafter_model, tgt_dict, verifier, graphs) if drafter_model is not None else None
     if ngram_index is None:
         if trained is None:
             raise ValueError("nothing to draft with: give a drafter checkpoint or an n-gram index")

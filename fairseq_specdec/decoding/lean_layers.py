@@ -157,32 +157,43 @@ class DecoderCache:
         self.target = [(widened(k, 2, needed), widened(v, 2, needed)) for k, v in self.target]
 
 
-def allocate_cache(decoder, encoder_out: Dict[str, List[Tensor]], capacity: int) -> DecoderCache:
-    """An empty ``DecoderCache`` of ``capacity`` entries per row for a fairseq decoder."""
+def source_cache(decoder, encoder_out: Dict[str, List[Tensor]]) -> Tuple[List[Optional[KeysValues]], Optional[Tensor]]:
+    """The cross-attention's keys/values of a fairseq encoder output, per layer (B x H x S x D;
+    None for a layer without cross-attention), and the source mask (B x 1 x 1 x S, True at
+    real tokens; None: no padding)."""
     enc = encoder_out["encoder_out"][0]  # S x B x C
     bsz = enc.size(1)
     pad = encoder_out["encoder_padding_mask"][0] if len(encoder_out["encoder_padding_mask"]) > 0 else None
+    dtype = next(decoder.parameters()).dtype
+    source = [source_keys_values(layer, enc.to(dtype)) for layer in decoder.layers]
+    return source, None if pad is None else (~pad).view(bsz, 1, 1, -1)
+
+
+def allocate_cache(decoder, encoder_out: Dict[str, List[Tensor]], capacity: int) -> DecoderCache:
+    """An empty ``DecoderCache`` of ``capacity`` entries per row for a fairseq decoder."""
+    source, source_mask = source_cache(decoder, encoder_out)
+    enc = encoder_out["encoder_out"][0]  # S x B x C
+    bsz = enc.size(1)
     dtype = next(decoder.parameters()).dtype
     target = []
     for layer in decoder.layers:
         shape = (bsz, layer.self_attn.num_heads, capacity, layer.self_attn.head_dim)
         target.append((enc.new_zeros(shape, dtype=dtype), enc.new_zeros(shape, dtype=dtype)))
-    return DecoderCache(
-        source=[source_keys_values(layer, enc.to(dtype)) for layer in decoder.layers],
-        source_mask=None if pad is None else (~pad).view(bsz, 1, 1, -1),
-        target=target,
-        length=torch.zeros(bsz, dtype=torch.long, device=enc.device),
-        bound=0,
-    )
+    return DecoderCache(source=source, source_mask=source_mask, target=target,
+                        length=torch.zeros(bsz, dtype=torch.long, device=enc.device), bound=0)
 
 
-def run_block(decoder, x: Tensor, cache: DecoderCache) -> Tensor:
+def run_block(decoder, x: Tensor, cache: DecoderCache, width: Optional[int] = None) -> Tensor:
     """The decoder's layers (then its final norm and output-dimension projection) over a
     block of n new inputs per row (B x n x C, embedded), written at each row's
-    ``cache.length``; input i of a row sees its committed entries and inputs 0..i."""
+    ``cache.length``; input i of a row sees its committed entries and inputs 0..i.
+
+    ``width``: the cache columns the attention reads (static buffers: all of them); by
+    default the host-side bound plus n, after making room for them."""
     n = x.size(1)
-    cache.reserve(n)
-    width = cache.bound + n
+    if width is None:
+        cache.reserve(n)
+        width = cache.bound + n
     columns = cache.length.unsqueeze(1) + torch.arange(n, device=x.device)  # B x n
     self_mask = (torch.arange(width, device=x.device).view(1, 1, -1) <= columns.unsqueeze(2)).unsqueeze(1)
     for layer, target, source in zip(decoder.layers, cache.target, cache.source):

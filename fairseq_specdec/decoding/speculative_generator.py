@@ -15,8 +15,9 @@ from fairseq_specdec.decoding.acceptance import accept_drafts, plan_commit
 from fairseq_specdec.decoding.committed import CommittedTokens
 from fairseq_specdec.decoding.drafters import NoDrafter
 from fairseq_specdec.decoding.generator_base import BlockwiseGenerator, read_finished, unfinished_rows
+from fairseq_specdec.decoding.static_rows import GraphOptions
 from fairseq_specdec.decoding.stats import BatchTally, DecodingStats
-from fairseq_specdec.decoding.verifier import Verifier
+from fairseq_specdec.decoding.verifier import StaticVerifier, Verifier
 
 
 class SpeculativeGenerator(BlockwiseGenerator):
@@ -36,6 +37,7 @@ class SpeculativeGenerator(BlockwiseGenerator):
         beta: int = 1,
         tau: float = 1.0,
         stats: Optional[DecodingStats] = None,
+        graphs: Optional[GraphOptions] = None,
         **kwargs,
     ):
         if len(models) != 1:
@@ -50,7 +52,12 @@ class SpeculativeGenerator(BlockwiseGenerator):
         self.drafter = drafter
         self.beta = beta
         self.tau = tau
-        self.verifier = Verifier(self.model.single_model, temperature=self.temperature)
+        model = self.model.single_model
+        if graphs is None:
+            self.verifier = Verifier(model, temperature=self.temperature)
+        else:
+            check_graph_device(model, graphs)
+            self.verifier = StaticVerifier(model, temperature=self.temperature, options=graphs)
 
     def _decode(self, net_input, committed: CommittedTokens, max_len: int) -> None:
         device = committed.tokens.device
@@ -92,5 +99,14 @@ class LeanGreedyGenerator(SpeculativeGenerator):
     """Greedy decoding (``--beam 1``'s output) through the verifier's lean forward and
     preallocated cache: speculative decoding with no drafts, one token per iteration."""
 
-    def __init__(self, models, tgt_dict, stats: Optional[DecodingStats] = None, **kwargs):
-        super().__init__(models, tgt_dict, NoDrafter(), block_size=0, stats=stats, **kwargs)
+    def __init__(self, models, tgt_dict, stats: Optional[DecodingStats] = None,
+                 graphs: Optional[GraphOptions] = None, **kwargs):
+        super().__init__(models, tgt_dict, NoDrafter(), block_size=0, stats=stats, graphs=graphs, **kwargs)
+
+
+def check_graph_device(model, graphs: GraphOptions) -> None:
+    """CUDA graphs need the verifier on a CUDA device."""
+    device = next(model.parameters()).device
+    if graphs.capture and device.type != "cuda":
+        raise ValueError(f"--cuda-graphs records CUDA graphs, but the verifier is on {device}: "
+                         f"decode on a GPU (without --cpu), or drop --cuda-graphs")

@@ -16,7 +16,9 @@ import torch
 from fairseq.models.transformer import TransformerDecoderBase
 from torch import Tensor
 
-from fairseq_specdec.decoding.lean_layers import DecoderCache, allocate_cache, run_block, unsupported_layer_options
+from fairseq_specdec.decoding.lean_layers import (
+    DecoderCache, allocate_cache, run_block, source_cache, unsupported_layer_options)
+from fairseq_specdec.decoding.static_rows import GraphOptions, StaticPool, StaticRows
 
 
 class UnsupportedVerifierError(ValueError):
@@ -49,6 +51,7 @@ class VerifierState:
     encoder_out: Dict[str, List[Tensor]]  # fairseq's encoder output of these rows (drafters read it)
     cache: DecoderCache  # keys/values; cache.length[b] = row b's committed tokens (BOS included) minus the last
     block: int = 0  # on the host: tokens per row of the last ``score`` (k + 1)
+    static: Optional[StaticRows] = None  # ``StaticVerifier``: the buffers the cache lives in
 
 
 class Verifier:
@@ -73,22 +76,27 @@ class Verifier:
         """Log-probabilities of the next token after the last committed token (B) and after
         each of the drafts (B x k): B x (k+1) x V (float), and the top-layer states they
         are computed from, B x (k+1) x C. Writes the block's keys/values into the cache."""
-        dec = self.decoder
         tokens = torch.cat([last_tokens.unsqueeze(1), drafts], dim=1)  # B x n
+        state.block = tokens.size(1)
+        return self.forward(tokens, state.cache, self._position_table)
+
+    def forward(self, tokens: Tensor, cache: DecoderCache, table: Optional[Tensor],
+                width: Optional[int] = None) -> Tuple[Tensor, Tensor]:
+        """``score``'s computation for the block ``tokens`` (B x n) at the cache's lengths,
+        with the position table ``table`` (None: no positions); ``width`` as in ``run_block``."""
+        dec = self.decoder
         x = dec.embed_scale * dec.embed_tokens(tokens)  # B x n x C
         if dec.project_in_dim is not None:
             x = dec.project_in_dim(x)
-        table = self._position_table
         if table is not None:
-            positions = state.cache.length.unsqueeze(1) + torch.arange(tokens.size(1), device=tokens.device)
+            positions = cache.length.unsqueeze(1) + torch.arange(tokens.size(1), device=tokens.device)
             x = x + table[positions.clamp(max=table.size(0) - 1)]
         if dec.layernorm_embedding is not None:
             x = dec.layernorm_embedding(x)
-        x = run_block(dec, x, state.cache)
+        x = run_block(dec, x, cache, width)
         logits = dec.output_layer(x)
         if self.temperature != 1.0:
             logits = logits.div_(self.temperature)
-        state.block = tokens.size(1)
         return self.model.get_normalized_probs((logits, None), log_probs=True), x
 
     def commit(self, state: VerifierState, counts: Tensor, max_length: Optional[int] = None) -> None:
@@ -104,14 +112,58 @@ class Verifier:
                        cache=state.cache.select(rows))
 
     def positions(self, length: int, device: torch.device) -> None:
-        """Build (or widen) the positional embedding table to ``length`` positions (row j =
-        position j of a sentence; 0 holds the BOS)."""
-        embed_positions = self.decoder.embed_positions
+        """Build (or widen) the positional embedding table to ``length`` positions."""
         table = self._position_table
-        if embed_positions is None or (table is not None and table.size(0) >= length and table.device == device):
-            return
-        # learned positions end at max_positions; drafts past it lie beyond the maximum
-        # output length and are never committed, so they may share the last position
-        limit = getattr(embed_positions, "max_positions", None) or length
-        dummy = torch.full((1, min(length, limit)), self.decoder.padding_idx + 1, dtype=torch.long, device=device)
-        self._position_table = embed_positions(dummy)[0]
+        if table is None or table.size(0) < length or table.device != device:
+            self._position_table = position_table(self.decoder, length, device)
+
+
+def position_table(decoder, length: int, device: torch.device) -> Optional[Tensor]:
+    """The decoder's positional embeddings of ``length`` positions, L x C (row j = position j
+    of a sentence; 0 holds the BOS), or None for a decoder without positions."""
+    embed_positions = decoder.embed_positions
+    if embed_positions is None:
+        return None
+    # learned positions end at max_positions; drafts past it lie beyond the maximum
+    # output length and are never committed, so they may share the last position
+    limit = getattr(embed_positions, "max_positions", None) or length
+    dummy = torch.full((1, min(length, limit)), decoder.padding_idx + 1, dtype=torch.long, device=device)
+    return embed_positions(dummy)[0]
+
+
+class StaticVerifier(Verifier):
+    """The verifier over static buffers (``static_rows``): the block forward of each
+    block size is recorded once as a CUDA graph and replayed (``capture``), or run eagerly
+    on the same buffers (``capture=False``, for tests)."""
+
+    def __init__(self, model, temperature: float = 1.0, options: GraphOptions = GraphOptions()):
+        super().__init__(model, temperature)
+        self.pool = StaticPool(self.decoder, options.capture)
+
+    def start(self, net_input: Dict[str, Tensor], capacity: int) -> VerifierState:
+        encoder_out = self.model.encoder.forward_torchscript(net_input)
+        source, source_mask = source_cache(self.decoder, encoder_out)
+        src_len, bsz = encoder_out["encoder_out"][0].shape[:2]
+        device, dtype = net_input["src_tokens"].device, next(self.decoder.parameters()).dtype
+        rows = self.pool.rows_for(bsz, capacity, src_len, device, dtype)
+        rows.load_source(source, source_mask, bsz, src_len)
+        return VerifierState(encoder_out, rows.cache(), static=rows)
+
+    def score(self, state: VerifierState, last_tokens: Tensor, drafts: Tensor) -> Tuple[Tensor, Tensor]:
+        """As ``Verifier.score``; the results are the graph's output memory, valid until the next ``score``."""
+        rows, used, n = state.static, last_tokens.size(0), drafts.size(1) + 1
+        tokens = rows.buffer(f"tokens{n}", (n,), torch.long)
+        tokens[:used, 0] = last_tokens
+        tokens[:used, 1:] = drafts
+        table = rows.constant("positions", lambda: position_table(self.decoder, rows.columns, rows.device))
+        lprobs, x = rows.graphs.run(("score", n), lambda: self.forward(tokens, rows.cache(), table, rows.columns))
+        state.block = n
+        return lprobs[:used], x[:used]
+
+    def commit(self, state: VerifierState, counts: Tensor, max_length: Optional[int] = None) -> None:
+        state.static.length[: counts.size(0)] += counts
+
+    def select(self, state: VerifierState, rows: Tensor) -> VerifierState:
+        static = self.pool.select(state.static, rows)
+        return VerifierState(self.model.encoder.reorder_encoder_out(state.encoder_out, rows), static.cache(),
+                             state.block, static)

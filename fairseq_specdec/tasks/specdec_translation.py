@@ -17,6 +17,7 @@ from fairseq_specdec.decoding.drafter_loading import load_drafter, place_like
 from fairseq_specdec.decoding.generators import (
     Decoding, build_generator, build_proposer, check_generation_options, search_options)
 from fairseq_specdec.decoding.ngram_data import build_index
+from fairseq_specdec.decoding.static_rows import GraphOptions
 from fairseq_specdec.decoding.stats import DecodingStats
 from fairseq_specdec.feature_blocks import pick_cuts
 from fairseq_specdec.models.feature_drafter import SpecFeatureDrafterModel
@@ -73,6 +74,11 @@ class SpecDecTranslationConfig(TranslationConfig):
         default=False,
         metadata={"help": "without a drafter, decode --beam 1 with the plugin's lean greedy (the verifier's "
                   "preallocated cache and lean forward): fairseq's greedy output, faster"},
+    )
+    cuda_graphs: bool = field(
+        default=False,
+        metadata={"help": "with --lean-greedy or a drafter, on a GPU: record the verifier's block forward (and the "
+                  "chain drafter's forwards) as CUDA graphs, once per shape, and replay them; same output"},
     )
     seed: int = II("common.seed")
 
@@ -200,6 +206,9 @@ class SpecDecTranslationTask(TranslationTask):
         drafter_only = isinstance(models[0], SpecDrafterModel)
         speculative = self.cfg.drafter_path is not None or self.cfg.ngram_drafter
         if not (drafter_only or speculative or self.cfg.lean_greedy):
+            if self.cfg.cuda_graphs:
+                raise ValueError("--cuda-graphs runs the plugin's own decoding: add --lean-greedy, --drafter-path "
+                                 "or --ngram-drafter")
             return super().build_generator(models, args, seq_gen_cls, extra_gen_cls_kwargs,
                                            prefix_allowed_tokens_fn)
         what = "drafter-only decoding" if drafter_only else "SpecDec" if speculative else "--lean-greedy"
@@ -211,7 +220,8 @@ class SpecDecTranslationTask(TranslationTask):
             self.log_stats_at_exit()
             proposer = self.proposer_for(models[0])  # loads the drafter, and with it its k (build_model)
         decoding = Decoding(beam=1 if speculative else args.beam, lean_greedy=self.cfg.lean_greedy,
-                            proposer=proposer, block_size=self.block_size, beta=self.cfg.beta, tau=self.cfg.tau)
+                            proposer=proposer, block_size=self.block_size, beta=self.cfg.beta, tau=self.cfg.tau,
+                            graphs=self.graph_options())
         return build_generator(models, self.target_dictionary, decoding, search_options(args),
                                stats=self.decoding_stats)
 
@@ -247,7 +257,10 @@ class SpecDecTranslationTask(TranslationTask):
 
     def build_proposer(self, verifier, drafter):
         ngram_index = self.ngram_index() if self.cfg.ngram_drafter else None
-        return build_proposer(drafter, verifier, self.target_dictionary, ngram_index)
+        return build_proposer(drafter, verifier, self.target_dictionary, ngram_index, self.graph_options())
+
+    def graph_options(self) -> Optional[GraphOptions]:
+        return GraphOptions() if self.cfg.cuda_graphs else None
 
     def log_stats_at_exit(self):
         """fairseq-generate/-interactive have no end-of-run hook: summarize at exit."""
