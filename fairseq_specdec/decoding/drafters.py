@@ -24,7 +24,8 @@ class Drafter(Protocol):
     def observe(self, state: Any, states: Tensor, tokens: Tensor, counts: Tensor) -> Any:
         """After verification: the verifier's top-layer states of the block's inputs
         (B x (k+1) x C), the tokens committed after each (B x (k+1)) and how many were
-        committed per row (B); return the updated state."""
+        committed per row (B); return the updated state. Copy what is kept: with CUDA
+        graphs ``states`` is the verifier graph's output memory, rewritten by the next block."""
 
     def select(self, state: Any, rows: Tensor) -> Any:
         """Keep only ``rows`` of the batch (sentences still decoding)."""
