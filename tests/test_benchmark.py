@@ -176,6 +176,8 @@ def test_missing_files_are_clear_errors(tmp_path, demo_data, tiny_verifier):
         (["--data", data, "--verifier", verifier, "--drafter", str(tmp_path / "d.pt")], "--drafter"),
         (["--data", data, "--verifier", verifier, "--modes", "greedy", "--subset", "nosuch"], "--subset"),
         (["--data", data, "--verifier", verifier, "--modes", "greedy", "-s", "fr", "-t", "de"], "dict.fr.txt"),
+        (["--data", data, "--verifier", verifier, "--modes", "greedy", "--draft-vocab", "-1"], "--draft-vocab"),
+        (["--data", data, "--verifier", verifier, "--modes", "greedy", "--cuda-graphs"], "--cuda-graphs needs"),
     ]
     for argv, message in cases:
         with pytest.raises(benchmark.BenchmarkError, match=message):

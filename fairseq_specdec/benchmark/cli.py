@@ -35,6 +35,7 @@ from fairseq_specdec.benchmark.modes import (
     DEFAULT_MODES, MODES, NEEDS_DRAFTER, NGRAM_MODES, ORACLE_MODES, SPECDEC_MODES, count_at_limit, known_outputs,
     length_limits, load_ngram_index,
     make_decoder)
+from fairseq_specdec.decoding.draft_vocab import load_shortlist
 from fairseq_specdec.decoding.drafter_loading import load_drafter, place_like
 from fairseq_specdec.models.specdec_drafter import SpecDrafterModel
 from fairseq_specdec.decoding.stats import DecodingStats
@@ -100,6 +101,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--max-len-b", type=int, default=DEFAULT_MAX_LEN_B, help=f"default {DEFAULT_MAX_LEN_B}")
     p.add_argument("--device", default="cpu", help="cpu, cuda or cuda:N")
     p.add_argument("--fp16", action="store_true", help="half precision (CUDA only)")
+    p.add_argument("--draft-vocab", type=int, default=0,
+                   help="the chain drafter drafts among the N most frequent train target tokens of --data "
+                        "(0: the whole vocabulary)")
     p.add_argument("--cuda-graphs", action="store_true",
                    help="greedy_lean and the specdec modes record their fixed-shape forwards as CUDA graphs "
                         "(during the warm-up) and replay them (CUDA only)")
@@ -143,6 +147,8 @@ def _check_args(args) -> None:
         raise BenchmarkError(f"--device {args.device}: CUDA is not available")
     if args.fp16 and not args.device.startswith("cuda"):
         raise BenchmarkError("--fp16 needs --device cuda")
+    if args.draft_vocab < 0:
+        raise BenchmarkError("--draft-vocab must be >= 1 (or 0 for the whole vocabulary)")
     if args.cuda_graphs and not args.device.startswith("cuda"):
         raise BenchmarkError("--cuda-graphs needs --device cuda")
     needing = [m for m in args.modes if m in NEEDS_DRAFTER]
@@ -198,9 +204,11 @@ def load_setup(args, src: str, tgt: str):
     args.block_size = task.block_size  # --block-size, else the drafter's k (the report records the k used)
     try:
         ngram_index = load_ngram_index(args, task, src, tgt)
+        shortlist = (load_shortlist(args.data, src, tgt, task.target_dictionary, args.draft_vocab)
+                     if args.draft_vocab and drafter is not None else None)
     except ValueError as err:
         raise BenchmarkError(str(err)) from err
-    return task, model, drafter, ngram_index
+    return task, model, drafter, ngram_index, shortlist
 
 
 def make_batches(task, model, dataset, batch_size: int, device) -> List[dict]:
@@ -240,7 +248,7 @@ def peak_memory_mb(device) -> float:
 
 def benchmark_batch_size(args, bs, modes, setup, dataset, ct2) -> Dict[str, dict]:
     """Warm-up, then ``repeats`` interleaved timed passes of every mode at one batch size."""
-    task, model, drafter, ngram_index = setup
+    task, model, drafter, ngram_index, shortlist = setup
     device, tgt_dict = next(model.parameters()).device, task.target_dictionary
     batches = make_batches(task, model, dataset, bs, device)
     # timing the parts synchronizes CUDA every iteration: only when the profile is asked for
@@ -250,7 +258,7 @@ def benchmark_batch_size(args, bs, modes, setup, dataset, ct2) -> Dict[str, dict
         greedy = make_decoder("greedy", args, model, drafter, tgt_dict, None)
         known = known_outputs(timed_pass(greedy, batches, device)[1], batches, tgt_dict.pad())
     # the decoders that are timed are the ones warmed up (with --cuda-graphs: their graphs are recorded then)
-    measured = {m: make_decoder(m, args, model, drafter, tgt_dict, stats.get(m), ct2, known, ngram_index)
+    measured = {m: make_decoder(m, args, model, drafter, tgt_dict, stats.get(m), ct2, known, ngram_index, shortlist)
                 for m in modes}
     inputs = {m: measured[m].prepare(batches) for m in modes}
     limits = length_limits(batches, args.max_len_a, args.max_len_b, model.max_decoder_positions())

@@ -14,6 +14,8 @@ Spec-Drafter and the n-gram drafter together (per row, the more promising propos
 """
 from typing import Dict, List, Optional, Tuple
 
+from torch import Tensor
+
 from fairseq_specdec.benchmark import ct2 as peer
 from fairseq_specdec.decoding.drafters import OracleDrafter, make_proposer, source_key
 from fairseq_specdec.decoding.ngram_data import NGramDataError, build_index
@@ -86,13 +88,14 @@ def load_ngram_index(args, task, src: str, tgt: str) -> Optional[NGramIndex]:
 
 
 def _proposer(mode: str, model, drafter, tgt_dict, ngram_index: Optional[NGramIndex],
-              graphs: Optional[GraphOptions]):
+              graphs: Optional[GraphOptions], shortlist: Optional[Tensor]):
     trained = drafter if mode in NEEDS_DRAFTER else None
+    shortlist = shortlist if trained is not None else None  # the trained drafter's vocabulary
     if mode not in NGRAM_MODES:
-        return make_proposer(trained, tgt_dict, model, graphs) if trained is not None else None
+        return make_proposer(trained, tgt_dict, model, graphs, shortlist) if trained is not None else None
     if ngram_index is None:
         raise ValueError(f"mode {mode} drafts with the n-gram index: pass it as ngram_index=")
-    return build_proposer(trained, model, tgt_dict, ngram_index, graphs)
+    return build_proposer(trained, model, tgt_dict, ngram_index, graphs, shortlist)
 
 
 def length_limits(batches, max_len_a: float, max_len_b: int, max_positions: int) -> Dict[int, int]:
@@ -112,10 +115,12 @@ def count_at_limit(tokens: Dict[int, List[int]], limits: Dict[int, int]) -> int:
 
 
 def make_decoder(mode: str, args, model, drafter, tgt_dict, stats: Optional[DecodingStats], ct2=None,
-                 known: Optional[KnownOutputs] = None, ngram_index: Optional[NGramIndex] = None):
+                 known: Optional[KnownOutputs] = None, ngram_index: Optional[NGramIndex] = None,
+                 shortlist: Optional[Tensor] = None):
     """The decoder of ``mode``; the oracle modes need ``known`` (greedy's outputs), the
-    n-gram modes ``ngram_index``. fairseq's modes and SpecDec's are built by the same
-    ``build_generator`` the task calls for fairseq-generate."""
+    n-gram modes ``ngram_index``; ``shortlist`` (--draft-vocab) goes to the chain drafter.
+    fairseq's modes and SpecDec's are built by the same ``build_generator`` the task calls
+    for fairseq-generate."""
     search = dict(max_len_a=args.max_len_a, max_len_b=args.max_len_b)
     if mode.startswith("ct2_"):
         return peer.CT2Decoder(ct2, BEAMS[mode], search, model.max_decoder_positions())
@@ -123,7 +128,7 @@ def make_decoder(mode: str, args, model, drafter, tgt_dict, stats: Optional[Deco
     decoding = Decoding(beam=BEAMS.get(mode, 1), lean_greedy=mode == "greedy_lean",
                         graphs=graphs if mode == "greedy_lean" else None)
     if mode in SPECDEC_MODES:
-        proposer = _proposer(mode, model, drafter, tgt_dict, ngram_index, graphs)
+        proposer = _proposer(mode, model, drafter, tgt_dict, ngram_index, graphs, shortlist)
         if mode in ORACLE_MODES:
             if known is None:
                 raise ValueError(f"mode {mode} drafts greedy's outputs: pass them as known=")

@@ -12,6 +12,7 @@ from dataclasses import dataclass, replace
 from typing import Dict, List, Optional, Tuple
 
 import torch
+import torch.nn.functional as F
 from torch import Tensor
 
 from fairseq_specdec.decoding.drafters import TrainedDrafter, encode_source, top_tokens
@@ -35,12 +36,33 @@ class ChainDrafter(TrainedDrafter):
     verifier's next state, reading its token through the verifier's output projection,
     and feeding (predicted state, token) back in as the next slot."""
 
-    def __init__(self, model, tgt_dict, verifier=None):
+    def __init__(self, model, tgt_dict, verifier=None, shortlist: Optional[Tensor] = None):
+        """``shortlist``: the token ids drafts are chosen among (``draft_vocab``); None: all."""
         for layer in model.decoder.layers:
             reason = unsupported_layer_options(layer)
             if reason is not None:
                 raise ValueError(f"chain drafters with {reason} are not supported")
         super().__init__(model, tgt_dict, verifier)
+        self.shortlist = shortlist
+        self._shortlist_weight: Optional[Tensor] = None  # V' x C rows of the output projection
+
+    def next_token(self, predicted: Tensor, confidence: bool) -> Tuple[Tensor, Optional[Tensor]]:
+        """The token read from each predicted state (B x C), and with ``confidence`` its
+        softmax probability (over the shortlist, when drafting over one)."""
+        if self.shortlist is None:
+            logits = self.forbid(self.model.decoder.output_layer(predicted))  # B x V
+        else:
+            weight = self._shortlist_weight
+            if weight is None or weight.device != predicted.device or weight.dtype != predicted.dtype:
+                self.shortlist = self.shortlist.to(predicted.device)
+                projection = self.model.decoder.output_projection.weight
+                weight = self._shortlist_weight = projection.index_select(0, self.shortlist).to(predicted.dtype)
+            logits = F.linear(predicted, weight)  # B x V'
+        if confidence:
+            index, prob = top_tokens(logits)
+        else:
+            index, prob = logits.argmax(-1), None
+        return (index if self.shortlist is None else self.shortlist[index]), prob
 
     def start(self, net_input: Dict[str, Tensor], verifier_encoder_out=None) -> ChainState:
         encoder_out = encode_source(self, net_input, verifier_encoder_out)
@@ -96,13 +118,9 @@ class ChainDrafter(TrainedDrafter):
         scratch = replace(cache)  # shares the buffers; its lengths move past the committed slots
         tokens, probs = [], []
         for i in range(block_size):
-            logits = self.forbid(decoder.output_layer(predicted))  # B x V
-            if confidence:
-                token, prob = top_tokens(logits)
-                probs.append(prob)
-            else:
-                token = logits.argmax(-1)
+            token, prob = self.next_token(predicted, confidence)
             tokens.append(token)
+            probs.append(prob)
             if i + 1 < block_size:
                 predicted = self._states(decoder.slot_inputs(predicted.unsqueeze(1), token.unsqueeze(1)), scratch,
                                          width)[:, 0]
@@ -115,8 +133,9 @@ class StaticChainDrafter(ChainDrafter):
     the forward over a verified block's slots, each recorded once as a CUDA graph per block
     size and replayed (``capture``), or run eagerly on the same buffers (``capture=False``)."""
 
-    def __init__(self, model, tgt_dict, verifier=None, options: GraphOptions = GraphOptions()):
-        super().__init__(model, tgt_dict, verifier)
+    def __init__(self, model, tgt_dict, verifier=None, shortlist: Optional[Tensor] = None,
+                 options: GraphOptions = GraphOptions()):
+        super().__init__(model, tgt_dict, verifier, shortlist)
         self.pool = StaticPool(model.decoder, options.capture)
 
     def start(self, net_input: Dict[str, Tensor], verifier_encoder_out=None) -> ChainState:

@@ -206,10 +206,11 @@ class OracleDrafter:
         return torch.tensor(rows, dtype=torch.long, device=prefix.device)
 
 
-def make_proposer(drafter_model, tgt_dict, verifier, graphs=None):
+def make_proposer(drafter_model, tgt_dict, verifier, graphs=None, shortlist: Optional[Tensor] = None):
     """The drafting side for a trained drafter checkpoint's model, next to ``verifier``;
     with ``graphs`` (``static_rows.GraphOptions``) the chain drafter runs over static
-    buffers and CUDA graphs (the other drafters' shapes change every iteration)."""
+    buffers and CUDA graphs (the other drafters' shapes change every iteration); with
+    ``shortlist`` (``draft_vocab``) the chain drafter drafts among those tokens only."""
     from fairseq_specdec.decoding.chain_drafting import ChainDrafter, StaticChainDrafter
     from fairseq_specdec.decoding.feature_drafting import FeatureDrafter
     from fairseq_specdec.models.chain_drafter import SpecChainDrafterModel
@@ -217,8 +218,11 @@ def make_proposer(drafter_model, tgt_dict, verifier, graphs=None):
 
     if isinstance(drafter_model, SpecChainDrafterModel):
         if graphs is not None:
-            return StaticChainDrafter(drafter_model, tgt_dict, verifier=verifier, options=graphs)
-        return ChainDrafter(drafter_model, tgt_dict, verifier=verifier)
+            return StaticChainDrafter(drafter_model, tgt_dict, verifier=verifier, shortlist=shortlist, options=graphs)
+        return ChainDrafter(drafter_model, tgt_dict, verifier=verifier, shortlist=shortlist)
+    if shortlist is not None:
+        raise ValueError(f"--draft-vocab drafts the chain drafter's tokens (specdec_drafter_chain*); this drafter is "
+                         f"a {type(drafter_model).__name__}: drop --draft-vocab")
     if isinstance(drafter_model, SpecFeatureDrafterModel):
         return FeatureDrafter(drafter_model, tgt_dict, verifier=verifier)
     return NARDrafter(drafter_model, tgt_dict, verifier=verifier)

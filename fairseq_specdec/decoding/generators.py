@@ -11,6 +11,7 @@ from dataclasses import dataclass
 from typing import Any, Dict, Optional
 
 from fairseq.sequence_generator import SequenceGenerator
+from torch import Tensor
 
 from fairseq_specdec.decoding.drafter_generator import DrafterGenerator
 from fairseq_specdec.decoding.drafters import make_proposer
@@ -59,10 +60,13 @@ def build_generator(models, tgt_dict, decoding: Decoding, search: Dict[str, Any]
 
 
 def build_proposer(drafter_model, verifier, tgt_dict, ngram_index: Optional[NGramIndex] = None,
-                   graphs: Optional[GraphOptions] = None):
+                   graphs: Optional[GraphOptions] = None, shortlist: Optional[Tensor] = None):
     """The drafting side: the trained drafter's proposer (``drafter_model`` may be None),
     the n-gram drafter over ``ngram_index``, or both combined."""
-    trained = make_proposer(drafter_model, tgt_dict, verifier, graphs) if drafter_model is not None else None
+    if shortlist is not None and drafter_model is None:
+        raise ValueError("--draft-vocab drafts the chain drafter's tokens: give a chain drafter (--drafter-path)")
+    trained = (make_proposer(drafter_model, tgt_dict, verifier, graphs, shortlist)
+               if drafter_model is not None else None)
     if ngram_index is None:
         if trained is None:
             raise ValueError("nothing to draft with: give a drafter checkpoint or an n-gram index")

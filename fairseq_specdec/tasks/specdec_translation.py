@@ -13,6 +13,7 @@ from omegaconf import II
 from fairseq_specdec.blocks import make_block_batch, sample_cut_points
 from fairseq_specdec.decoding.block_size import (
     DEFAULT_BLOCK_SIZE, check_block_size, decoding_block_size, trained_block_size)
+from fairseq_specdec.decoding.draft_vocab import load_shortlist
 from fairseq_specdec.decoding.drafter_loading import load_drafter, place_like
 from fairseq_specdec.decoding.generators import (
     Decoding, build_generator, build_proposer, check_generation_options, search_options)
@@ -75,6 +76,12 @@ class SpecDecTranslationConfig(TranslationConfig):
         metadata={"help": "without a drafter, decode --beam 1 with the plugin's lean greedy (the verifier's "
                   "preallocated cache and lean forward): fairseq's greedy output, faster"},
     )
+    draft_vocab: int = field(
+        default=0,
+        metadata={"help": "the chain drafter drafts among the N most frequent target tokens of the train data "
+                  "(each chained step scores N tokens instead of the whole vocabulary; verification still "
+                  "scores all); 0 = the whole vocabulary"},
+    )
     cuda_graphs: bool = field(
         default=False,
         metadata={"help": "with --lean-greedy or a drafter, on a GPU: record the verifier's block forward (and the "
@@ -107,9 +114,12 @@ class SpecDecTranslationTask(TranslationTask):
             raise ValueError("--eval-bleu is not available with specdec_translation; validation reports block accuracy")
         if cfg.ngram_order < 1:
             raise ValueError(f"--ngram-order must be >= 1, got {cfg.ngram_order}")
+        if cfg.draft_vocab < 0:
+            raise ValueError(f"--draft-vocab must be >= 1 (or 0 for the whole vocabulary), got {cfg.draft_vocab}")
         self.decoding_stats = DecodingStats(profile=cfg.specdec_profile)
         self._drafters = {}
         self._ngram_index = None  # built on first use, once per task
+        self._shortlist = None  # --draft-vocab's tokens, counted on first use
         self._proposer = None  # (verifier, drafter model or None, proposer) of the last build_generator
         self._stats_logged_at_exit = False
         self._teacher = None  # TeacherVerifier of feature-drafter training, loaded once
@@ -257,7 +267,15 @@ class SpecDecTranslationTask(TranslationTask):
 
     def build_proposer(self, verifier, drafter):
         ngram_index = self.ngram_index() if self.cfg.ngram_drafter else None
-        return build_proposer(drafter, verifier, self.target_dictionary, ngram_index, self.graph_options())
+        return build_proposer(drafter, verifier, self.target_dictionary, ngram_index, self.graph_options(),
+                              self.draft_shortlist())
+
+    def draft_shortlist(self):
+        """--draft-vocab's tokens (counted once over the train targets of the task's data), or None."""
+        if self.cfg.draft_vocab and self._shortlist is None:
+            self._shortlist = load_shortlist(self.cfg.data.split(":")[0], self.cfg.source_lang, self.cfg.target_lang,
+                                             self.target_dictionary, self.cfg.draft_vocab, self.cfg.dataset_impl)
+        return self._shortlist
 
     def graph_options(self) -> Optional[GraphOptions]:
         return GraphOptions() if self.cfg.cuda_graphs else None
