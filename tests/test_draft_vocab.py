@@ -7,7 +7,7 @@ import torch
 from fairseq_specdec.decoding.chain_drafting import ChainDrafter
 from fairseq_specdec.decoding.draft_vocab import DraftVocabError, load_shortlist, shortlist, target_counts
 
-from test_feature_drafter import Recording, loaded
+from test_feature_drafter import Recording, loaded, static_chain_generator
 from test_speculative_lossless import assert_same_tokens, decode, greedy, lossless_batches, setup
 
 EOS = 2
@@ -63,9 +63,32 @@ def test_chain_drafts_stay_in_the_shortlist_and_the_output_is_greedys(demo_data,
     assert torch.equal(tokens, plain) and bool(((probs > 0) & (probs <= 1)).all())
 
 
+def test_static_chain_drafter_drafts_the_same_over_the_shortlist(demo_data, tiny_verifier, chain_drafter):
+    """The --cuda-graphs path (run eagerly) with a shortlist: the same drafts and acceptance
+    as the chain drafter over its own cache, with and without the drafter's confidence."""
+    cfg, task, models = setup(demo_data, tiny_verifier, ["--drafter-path", str(chain_drafter), "--draft-vocab", "40"])
+    eager = task.build_generator(models, cfg.generation)
+    static, stats = static_chain_generator(eager, models, task.target_dictionary, capture=False)
+    static.drafter.shortlist = eager.drafter.shortlist
+    samples = lossless_batches(task)[16][:2]
+    want = greedy(models, task.target_dictionary, samples)
+    assert_same_tokens(decode(static, models, samples), want)
+    assert_same_tokens(decode(eager, models, samples), want)
+    assert stats.accepted_histogram == task.decoding_stats.accepted_histogram
+    state = static.drafter.start(samples[0]["net_input"])
+    prefix = samples[0]["net_input"]["prev_output_tokens"][:, :1]  # width 1: only the BOS is committed
+    tokens, probs = static.drafter.propose_with_confidence(state, prefix, 4)
+    assert torch.equal(tokens, static.drafter.propose(state, prefix, 4))
+    assert set(tokens.flatten().tolist()) <= set(eager.drafter.shortlist.tolist())
+    assert bool(((probs > 0) & (probs <= 1)).all())
+
+
 def test_draft_vocab_is_for_the_chain_drafter(demo_data, tiny_verifier, tiny_drafter):
     cfg, task, models = setup(demo_data, tiny_verifier, ["--drafter-path", str(tiny_drafter), "--draft-vocab", "40"])
     with pytest.raises(ValueError, match="--draft-vocab drafts the chain drafter's tokens"):
+        task.build_generator(models, cfg.generation)
+    cfg, task, models = setup(demo_data, tiny_verifier, ["--lean-greedy", "--draft-vocab", "40"])
+    with pytest.raises(ValueError, match="--draft-vocab sets the chain drafter's vocabulary"):
         task.build_generator(models, cfg.generation)
 
 

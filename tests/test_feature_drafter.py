@@ -5,9 +5,10 @@ equals greedy) at batch 1 and 16."""
 import pytest
 import torch
 
-from fairseq_specdec.decoding.chain_drafting import INITIAL_SLOTS, ChainDrafter, StaticChainDrafter
+from fairseq_specdec.decoding.chain_drafting import ChainDrafter, StaticChainDrafter
 from fairseq_specdec.decoding.feature_drafting import FeatureDrafter
 from fairseq_specdec.decoding.speculative_generator import SpeculativeGenerator
+from fairseq_specdec.decoding import static_rows
 from fairseq_specdec.decoding.static_rows import GraphOptions
 from fairseq_specdec.decoding.stats import DecodingStats
 from fairseq_specdec.verifier_features import TeacherVerifier
@@ -173,11 +174,14 @@ def static_chain_generator(generator, models, tgt_dict, capture: bool):
                                 graphs=options), stats
 
 
-def test_chain_drafting_over_static_buffers_drafts_the_same_and_is_lossless(demo_data, tiny_verifier, chain_drafter):
+def test_chain_drafting_over_static_buffers_drafts_the_same_and_is_lossless(demo_data, tiny_verifier, chain_drafter,
+                                                                          monkeypatch):
     """The CUDA-graph path run eagerly: the verifier and the chain drafter over static buffers
     (rows rounded up to a power of two and leaving as sentences finish, every cache column
-    attended under the mask, the drafter's buffers widened past their first 64 slots)
-    commit greedy's tokens after the same drafts as the chain drafter over its own cache."""
+    attended under the mask, the drafter's buffers widened as sentences grow: columns come
+    in steps of 8 here instead of 64) commit greedy's tokens after the same drafts as the
+    chain drafter over its own cache."""
+    monkeypatch.setattr(static_rows, "COLUMN_STEP", 8)
     task, models, eager = loaded(demo_data, tiny_verifier, chain_drafter, ChainDrafter)
     tgt_dict = task.target_dictionary
     static, stats = static_chain_generator(eager, models, tgt_dict, capture=False)
@@ -187,5 +191,6 @@ def test_chain_drafting_over_static_buffers_drafts_the_same_and_is_lossless(demo
         assert_same_tokens(decode(eager, models, samples), want)
     assert stats.accepted_histogram == task.decoding_stats.accepted_histogram
     assert stats.iterations == task.decoding_stats.iterations
-    assert max(rows.columns for rows in static.drafter.pool.by_rows.values()) > INITIAL_SLOTS  # widened
-    assert sorted(static.verifier.pool.by_rows) == [1, 2, 4, 8, 16]  # rows left into smaller buffers
+    assert max(rows.columns for rows in static.drafter.pool.by_rows.values()) >= 32  # widened from 8
+    for pool in (static.verifier.pool, static.drafter.pool):  # rows left into smaller buffers
+        assert sorted(pool.by_rows) == [1, 2, 4, 8, 16]

@@ -79,6 +79,17 @@ def test_rows_leave_in_place_within_the_power_of_two(decoder):
     assert kept.target[0][0][2, 0, :, 0].tolist() == (30 + torch.arange(COLUMN_STEP)).tolist()
 
 
+def test_rows_shift_down_in_place_and_a_finished_batch_moves_nothing(decoder):
+    pool, rows = loaded(decoder, bsz=4)
+    before = rows.target[1][1].clone()
+    kept = pool.select(rows, torch.tensor([1, 2, 3]))  # every row moves one place up, overlapping
+    assert kept is rows and kept.length.tolist() == [2, 7, 5, 0]
+    assert torch.equal(kept.target[1][1][:3], before[1:])
+    assert kept.buffers["predicted"][:3, 0].tolist() == [2.0, 3.0, 4.0]
+    done = pool.select(kept, torch.tensor([], dtype=torch.long))
+    assert done is kept and done.used == 0 and sorted(pool.by_rows) == [4]  # no 1-row buffers made for it
+
+
 def test_widening_keeps_every_entry(decoder):
     pool, rows = loaded(decoder)
     wider = pool.widen(rows, COLUMN_STEP + 1)

@@ -37,6 +37,7 @@ from fairseq_specdec.benchmark.modes import (
     make_decoder)
 from fairseq_specdec.decoding.draft_vocab import load_shortlist
 from fairseq_specdec.decoding.drafter_loading import load_drafter, place_like
+from fairseq_specdec.models.chain_drafter import SpecChainDrafterModel
 from fairseq_specdec.models.specdec_drafter import SpecDrafterModel
 from fairseq_specdec.decoding.stats import DecodingStats
 
@@ -103,7 +104,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--fp16", action="store_true", help="half precision (CUDA only)")
     p.add_argument("--draft-vocab", type=int, default=0,
                    help="the chain drafter drafts among the N most frequent train target tokens of --data "
-                        "(0: the whole vocabulary)")
+                        "(0: the whole vocabulary; its confidence is then a softmax over those N)")
     p.add_argument("--cuda-graphs", action="store_true",
                    help="greedy_lean and the specdec modes record their fixed-shape forwards as CUDA graphs "
                         "(during the warm-up) and replay them (CUDA only)")
@@ -151,6 +152,8 @@ def _check_args(args) -> None:
         raise BenchmarkError("--draft-vocab must be >= 1 (or 0 for the whole vocabulary)")
     if args.cuda_graphs and not args.device.startswith("cuda"):
         raise BenchmarkError("--cuda-graphs needs --device cuda")
+    if args.cuda_graphs and args.warmup < 1:
+        raise BenchmarkError("--cuda-graphs records its graphs during the warm-up: use --warmup 1 or more")
     needing = [m for m in args.modes if m in NEEDS_DRAFTER]
     if needing:
         if not args.drafter:
@@ -204,8 +207,12 @@ def load_setup(args, src: str, tgt: str):
     args.block_size = task.block_size  # --block-size, else the drafter's k (the report records the k used)
     try:
         ngram_index = load_ngram_index(args, task, src, tgt)
-        shortlist = (load_shortlist(args.data, src, tgt, task.target_dictionary, args.draft_vocab)
-                     if args.draft_vocab and drafter is not None else None)
+        shortlist = None
+        if args.draft_vocab:
+            if not isinstance(drafter, SpecChainDrafterModel):
+                raise BenchmarkError("--draft-vocab sets the chain drafter's vocabulary: give a chain drafter "
+                                     "(--drafter) and a mode that drafts with it (specdec, ...), or drop it")
+            shortlist = load_shortlist(args.data, src, tgt, task.target_dictionary, args.draft_vocab)
     except ValueError as err:
         raise BenchmarkError(str(err)) from err
     return task, model, drafter, ngram_index, shortlist

@@ -75,6 +75,16 @@ def machine_info(args, ct2_version: Optional[str]) -> Dict:
     }
 
 
+def peak_memory_note(cuda: bool, cuda_graphs: bool) -> str:
+    if not cuda:
+        return "process peak RSS (getrusage ru_maxrss): monotone over the whole run"
+    note = "torch.cuda.max_memory_allocated, reset before each mode (CTranslate2: not measured)"
+    if cuda_graphs:
+        note += ("; with --cuda-graphs every graphed mode's static buffers and graph memory stay allocated "
+                 "and count in every mode's peak")
+    return note
+
+
 def build_report(args, modes, per_bs, dataset, task, src: str, tgt: str, argv: List[str],
                  ct2_version: Optional[str] = None) -> Dict:
     """Figures per (mode, batch size) from the timings, outputs and DecodingStats of ``per_bs``."""
@@ -127,8 +137,7 @@ def build_report(args, modes, per_bs, dataset, task, src: str, tgt: str, argv: L
         "verifier": args.verifier, "drafter": args.drafter,
         "machine": machine_info(args, ct2_version),
         "modes": modes,
-        "peak_memory": ("torch.cuda.max_memory_allocated, reset before each mode (CTranslate2: not measured)"
-                        if cuda else "process peak RSS (getrusage ru_maxrss): monotone over the whole run"),
+        "peak_memory": peak_memory_note(cuda, args.cuda_graphs),
         "bleu": "sacrebleu corpus BLEU, detokenized (sacremoses) hypotheses vs the binarized targets "
                 "processed the same way",
         "at_length_limit": "outputs as long as their length limit (max_len_a x the batch's padded source "

@@ -97,13 +97,14 @@ class ChainDrafter(TrainedDrafter):
     def max_positions(self) -> int:
         return 1 << 30  # no positional embeddings
 
-    def propose(self, state: ChainState, prefix: Tensor, block_size: int) -> Tensor:
+    def propose(self, state: ChainState, prefix: Optional[Tensor], block_size: int) -> Tensor:
         """B x k drafts (``prefix`` is not read: the committed slots are cached)."""
-        return self.chain(state, block_size, confidence=False)[0]
+        return self.chain(tightened(state, prefix), block_size, confidence=False)[0]
 
-    def propose_with_confidence(self, state: ChainState, prefix: Tensor, block_size: int) -> Tuple[Tensor, Tensor]:
+    def propose_with_confidence(self, state: ChainState, prefix: Optional[Tensor],
+                                block_size: int) -> Tuple[Tensor, Tensor]:
         """B x k drafts and the drafter's softmax probability of each (B x k)."""
-        return self.chain(state, block_size, confidence=True)
+        return self.chain(tightened(state, prefix), block_size, confidence=True)
 
     def chain(self, state: ChainState, block_size: int, confidence: bool) -> Tuple[Tensor, Optional[Tensor]]:
         state.cache.reserve(block_size)
@@ -128,6 +129,15 @@ class ChainDrafter(TrainedDrafter):
         return torch.stack(tokens, 1), (torch.stack(probs, 1) if confidence else None)
 
 
+def tightened(state: ChainState, prefix: Optional[Tensor]) -> ChainState:
+    """``state`` with its cache's host-side bound cut to the prefix width: the longest
+    committed length, one slot per committed token (``observe`` lets the bound grow by
+    the whole block, which overstates rows that accepted fewer)."""
+    if prefix is not None:
+        state.cache.bound = min(state.cache.bound, prefix.size(1))
+    return state
+
+
 class StaticChainDrafter(ChainDrafter):
     """The chain drafter over static buffers (``static_rows``): its k chained steps, and
     the forward over a verified block's slots, each recorded once as a CUDA graph per block
@@ -144,7 +154,7 @@ class StaticChainDrafter(ChainDrafter):
         source, source_mask = source_cache(decoder, encoder_out)
         src_len, bsz = encoder_out["encoder_out"][0].shape[:2]
         device, dtype = net_input["src_tokens"].device, next(decoder.parameters()).dtype
-        rows = self.pool.rows_for(bsz, INITIAL_SLOTS, src_len, device, dtype)
+        rows = self.pool.rows_for(bsz, 1, src_len, device, dtype)  # the buffers at hand; widened when short
         rows.load_source(source, source_mask, bsz, src_len)
         bos = torch.full((rows.rows,), self.bos, dtype=torch.long, device=device)
         first = self._states(decoder.start_input(rows.rows, bos), rows.cache(), rows.columns)[:, 0]  # rows x C
@@ -155,6 +165,7 @@ class StaticChainDrafter(ChainDrafter):
 
     def observe(self, state: ChainState, states: Tensor, tokens: Tensor, counts: Tensor) -> ChainState:
         n, used = states.size(1), counts.size(0)
+        assert used == state.static.used, f"{used} rows observed, {state.static.used} in the buffers"
         rows = self._room(state, n)
         slot_states = rows.buffer(f"states{n}", tuple(states.shape[1:]), states.dtype)
         slot_tokens = rows.buffer(f"tokens{n}", (n,), torch.long)

@@ -49,15 +49,16 @@ def shortlist(counts: Tensor, size: int, eos: int, forbidden: Tensor) -> Tensor:
 
 
 def load_shortlist(data_dir: str, src: str, tgt: str, tgt_dict: Dictionary, size: int,
-                   dataset_impl: Optional[str] = None, flag: str = "--draft-vocab") -> Tensor:
-    """``shortlist`` of the train targets in ``data_dir`` (fairseq-preprocess's --destdir)."""
+                   dataset_impl: Optional[str] = None, data_flag: str = "--data") -> Tensor:
+    """``shortlist`` of the train targets in ``data_dir`` (fairseq-preprocess's --destdir,
+    given as ``data_flag``)."""
     try:
-        sentences = load_target_sentences(data_dir, src, tgt, tgt_dict, "train", dataset_impl, flag)
+        sentences = load_target_sentences(data_dir, src, tgt, tgt_dict, "train", dataset_impl, data_flag)
     except NGramDataError as err:
-        raise DraftVocabError(f"{err}; {flag} counts the tokens of the train targets") from err
+        raise DraftVocabError(f"{err}; --draft-vocab counts the tokens of the train targets") from err
     counts = target_counts(sentences, len(tgt_dict))
     chosen = shortlist(counts, size, tgt_dict.eos(), forbidden_tokens(tgt_dict))
     covered = float(counts[chosen].sum()) / max(float(counts.sum()), 1.0)
-    logger.info("%s %d: drafting among %d tokens, %.2f%% of the %d train target tokens of %s", flag, size,
+    logger.info("--draft-vocab %d: drafting among %d tokens, %.2f%% of the %d train target tokens of %s", size,
                 chosen.numel(), 100 * covered, int(counts.sum()), data_dir)
     return chosen

@@ -44,6 +44,11 @@ def round_up(n: int, step: int) -> int:
     return -(-n // step) * step
 
 
+def grown(needed: int, have: int) -> int:
+    """``have`` when it holds ``needed``, else at least twice ``have`` (growth stays rare)."""
+    return have if needed <= have else max(needed, 2 * have)
+
+
 class Replayer:
     """One CUDA graph per key, recorded on the key's first call and replayed after.
 
@@ -54,27 +59,33 @@ class Replayer:
     a replay returns is the graph's own output memory: valid until the next replay of the key.
     """
 
-    def __init__(self, capture: bool):
-        self.capture = capture
+    def __init__(self, capture: bool, device: Optional[torch.device] = None):
+        self.capture, self.device = capture, device  # device: the GPU the buffers live on
         self.graphs: Dict[tuple, tuple] = {}  # key -> (torch.cuda.CUDAGraph, its outputs)
 
     def run(self, key: tuple, forward: Callable[[], object]):
         if not self.capture:
             return forward()
-        entry = self.graphs.get(key)
-        if entry is None:
-            side = torch.cuda.Stream()
-            side.wait_stream(torch.cuda.current_stream())
-            with torch.cuda.stream(side):
-                forward()
-            torch.cuda.current_stream().wait_stream(side)
-            graph = torch.cuda.CUDAGraph()
-            with torch.cuda.graph(graph):
-                outputs = forward()
-            entry = self.graphs[key] = (graph, outputs)
-        graph, outputs = entry
-        graph.replay()
+        with torch.cuda.device(self.device):  # the buffers' GPU, whichever is current
+            entry = self.graphs.get(key)
+            if entry is None:
+                entry = self.graphs[key] = self._record(forward)
+            graph, outputs = entry
+            graph.replay()
         return outputs
+
+    def _record(self, forward: Callable[[], object]) -> tuple:
+        side = torch.cuda.Stream()
+        side.wait_stream(torch.cuda.current_stream())
+        with torch.cuda.stream(side):
+            forward()
+        torch.cuda.current_stream().wait_stream(side)
+        graph = torch.cuda.CUDAGraph()
+        # torch's shared capture stream lives on the GPU of its first use: on another GPU, record on ours
+        other_gpu = self.device is not None and self.device.index not in (None, torch.cuda.current_device())
+        with torch.cuda.graph(graph, stream=side if other_gpu else None):
+            outputs = forward()
+        return graph, outputs
 
 
 class StaticRows:
@@ -104,7 +115,7 @@ class StaticRows:
         self.length = zeros(rows, kind=torch.long)  # committed entries per row
         self.buffers: Dict[str, Tensor] = {}  # named per-row inputs (rows x ...)
         self.constants: Dict[str, Optional[Tensor]] = {}  # named tensors not per row
-        self.graphs = Replayer(capture)
+        self.graphs = Replayer(capture, device)
         self.used = 0
 
     @property
@@ -155,12 +166,13 @@ class StaticRows:
 
     def adopt(self, other: "StaticRows", keep: Tensor) -> None:
         """Hold rows ``keep`` of ``other`` (which may be these buffers) as rows 0..n-1, in
-        that order; the rest idle. ``other`` may have fewer columns (these were widened)."""
+        that order; the rest idle. ``other`` may have fewer columns (these were widened).
+        Every row is read (an indexed copy) before any is written, so ``other`` may be ``self``."""
         n, columns, src_len = keep.numel(), min(self.columns, other.columns), min(self.source_len, other.source_len)
-        target = [(k[keep, :, :columns], v[keep, :, :columns]) for k, v in other.target]  # copies first:
+        target = [(k[keep, :, :columns], v[keep, :, :columns]) for k, v in other.target]
         source = [None if kv is None else (kv[0][keep, :, :src_len], kv[1][keep, :, :src_len]) for kv in other.source]
         mask, length = other.source_mask[keep, ..., :src_len], other.length[keep]
-        buffers = {name: buf[keep] for name, buf in other.buffers.items()}  # ... other may be self
+        buffers = {name: buf[keep] for name, buf in other.buffers.items()}
         for (k, v), (new_k, new_v) in zip(self.target, target):
             k[:n, :, :columns], v[:n, :, :columns] = new_k, new_v
         for mine, new in zip(self.source, source):
@@ -192,7 +204,7 @@ class StaticPool:
         have = self.by_rows.get(rows)
         if have is None or not have.fits(columns, source_len, device, dtype):
             if have is not None and have.device == device and have.dtype == dtype:
-                columns, source_len = max(columns, have.columns), max(source_len, have.source_len)
+                columns, source_len = grown(columns, have.columns), grown(source_len, have.source_len)
             have = self.by_rows[rows] = StaticRows(self.decoder, rows, round_up(columns, COLUMN_STEP),
                                                    round_up(source_len, SOURCE_STEP), device, dtype, self.capture)
         return have
@@ -200,6 +212,9 @@ class StaticPool:
     def select(self, current: StaticRows, keep: Tensor) -> StaticRows:
         """Keep rows ``keep`` of ``current`` (sentences still decoding), moved to the front
         of the buffers for their count."""
+        if keep.numel() == 0:  # the batch is done: nothing to move
+            current.used = 0
+            return current
         if row_bucket(keep.numel()) == current.rows:
             target = current
         else:
@@ -209,7 +224,7 @@ class StaticPool:
 
     def widen(self, current: StaticRows, columns: int) -> StaticRows:
         """``current`` moved into buffers of at least ``columns`` cache entries (and twice as many as before)."""
-        wider = StaticRows(self.decoder, current.rows, round_up(max(columns, 2 * current.columns), COLUMN_STEP),
+        wider = StaticRows(self.decoder, current.rows, round_up(grown(columns, current.columns), COLUMN_STEP),
                            current.source_len, current.device, current.dtype, self.capture)
         wider.adopt(current, torch.arange(current.used, device=current.device))
         self.by_rows[current.rows] = wider

@@ -152,6 +152,7 @@ class StaticVerifier(Verifier):
     def score(self, state: VerifierState, last_tokens: Tensor, drafts: Tensor) -> Tuple[Tensor, Tensor]:
         """As ``Verifier.score``; the results are the graph's output memory, valid until the next ``score``."""
         rows, used, n = state.static, last_tokens.size(0), drafts.size(1) + 1
+        assert used == rows.used, f"{used} rows scored, {rows.used} in the buffers"
         tokens = rows.buffer(f"tokens{n}", (n,), torch.long)
         tokens[:used, 0] = last_tokens
         tokens[:used, 1:] = drafts

@@ -215,6 +215,9 @@ class SpecDecTranslationTask(TranslationTask):
                              "cannot decode alone: pass the verifier as --path and this checkpoint as --drafter-path")
         drafter_only = isinstance(models[0], SpecDrafterModel)
         speculative = self.cfg.drafter_path is not None or self.cfg.ngram_drafter
+        if self.cfg.draft_vocab and (drafter_only or self.cfg.drafter_path is None):
+            raise ValueError("--draft-vocab sets the chain drafter's vocabulary: give the verifier as --path and a "
+                             "chain drafter as --drafter-path, or drop --draft-vocab")
         if not (drafter_only or speculative or self.cfg.lean_greedy):
             if self.cfg.cuda_graphs:
                 raise ValueError("--cuda-graphs runs the plugin's own decoding: add --lean-greedy, --drafter-path "
@@ -274,7 +277,8 @@ class SpecDecTranslationTask(TranslationTask):
         """--draft-vocab's tokens (counted once over the train targets of the task's data), or None."""
         if self.cfg.draft_vocab and self._shortlist is None:
             self._shortlist = load_shortlist(self.cfg.data.split(":")[0], self.cfg.source_lang, self.cfg.target_lang,
-                                             self.target_dictionary, self.cfg.draft_vocab, self.cfg.dataset_impl)
+                                             self.target_dictionary, self.cfg.draft_vocab, self.cfg.dataset_impl,
+                                             data_flag="the data directory")
         return self._shortlist
 
     def graph_options(self) -> Optional[GraphOptions]:
