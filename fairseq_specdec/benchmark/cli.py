@@ -37,7 +37,7 @@ from fairseq_specdec.benchmark.modes import (
     make_decoder)
 from fairseq_specdec.decoding.draft_vocab import load_shortlist
 from fairseq_specdec.decoding.drafter_loading import load_drafter, place_like
-from fairseq_specdec.models.chain_drafter import SpecChainDrafterModel
+from fairseq_specdec.decoding.drafters import require_chain_drafter
 from fairseq_specdec.models.specdec_drafter import SpecDrafterModel
 from fairseq_specdec.decoding.stats import DecodingStats
 
@@ -209,9 +209,7 @@ def load_setup(args, src: str, tgt: str):
         ngram_index = load_ngram_index(args, task, src, tgt)
         shortlist = None
         if args.draft_vocab:
-            if not isinstance(drafter, SpecChainDrafterModel):
-                raise BenchmarkError("--draft-vocab sets the chain drafter's vocabulary: give a chain drafter "
-                                     "(--drafter) and a mode that drafts with it (specdec, ...), or drop it")
+            require_chain_drafter(drafter)  # loaded only for the modes that draft with it
             shortlist = load_shortlist(args.data, src, tgt, task.target_dictionary, args.draft_vocab)
     except ValueError as err:
         raise BenchmarkError(str(err)) from err
@@ -240,8 +238,9 @@ def timed_pass(decoder, inputs, device, counted: bool = True):
     if device.type == "cuda":
         torch.cuda.synchronize(device)
     start = time.perf_counter()
+    run = decoder.run if counted else getattr(decoder, "uncounted", decoder.run)  # CTranslate2: nothing to count
     with torch.no_grad():
-        raw = decoder.run(inputs) if counted or not hasattr(decoder, "uncounted") else decoder.uncounted(inputs)
+        raw = run(inputs)
     if device.type == "cuda":
         torch.cuda.synchronize(device)
     return time.perf_counter() - start, raw

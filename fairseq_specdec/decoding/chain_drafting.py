@@ -16,8 +16,7 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from fairseq_specdec.decoding.drafters import TrainedDrafter, encode_source, top_tokens
-from fairseq_specdec.decoding.lean_layers import (
-    DecoderCache, allocate_cache, run_block, source_cache, unsupported_layer_options)
+from fairseq_specdec.decoding.lean_layers import DecoderCache, allocate_cache, run_block, unsupported_layer_options
 from fairseq_specdec.decoding.static_rows import GraphOptions, StaticPool, StaticRows
 
 INITIAL_SLOTS = 64  # cache entries per row at the start of a batch; grows when needed
@@ -151,12 +150,9 @@ class StaticChainDrafter(ChainDrafter):
     def start(self, net_input: Dict[str, Tensor], verifier_encoder_out=None) -> ChainState:
         encoder_out = encode_source(self, net_input, verifier_encoder_out)
         decoder = self.model.decoder
-        source, source_mask = source_cache(decoder, encoder_out)
-        src_len, bsz = encoder_out["encoder_out"][0].shape[:2]
-        device, dtype = net_input["src_tokens"].device, next(decoder.parameters()).dtype
-        rows = self.pool.rows_for(bsz, 1, src_len, device, dtype)  # the buffers at hand; widened when short
-        rows.load_source(source, source_mask, bsz, src_len)
-        bos = torch.full((rows.rows,), self.bos, dtype=torch.long, device=device)
+        rows = self.pool.load(encoder_out, 1)  # the buffers at hand; widened when short
+        bsz = rows.used
+        bos = torch.full((rows.rows,), self.bos, dtype=torch.long, device=rows.device)
         first = self._states(decoder.start_input(rows.rows, bos), rows.cache(), rows.columns)[:, 0]  # rows x C
         predicted = rows.buffer("predicted", tuple(first.shape[1:]), first.dtype)
         predicted.copy_(first)

@@ -216,13 +216,22 @@ def make_proposer(drafter_model, tgt_dict, verifier, graphs=None, shortlist: Opt
     from fairseq_specdec.models.chain_drafter import SpecChainDrafterModel
     from fairseq_specdec.models.feature_drafter import SpecFeatureDrafterModel
 
+    if shortlist is not None:
+        require_chain_drafter(drafter_model)
     if isinstance(drafter_model, SpecChainDrafterModel):
         if graphs is not None:
             return StaticChainDrafter(drafter_model, tgt_dict, verifier=verifier, shortlist=shortlist, options=graphs)
         return ChainDrafter(drafter_model, tgt_dict, verifier=verifier, shortlist=shortlist)
-    if shortlist is not None:
-        raise ValueError(f"--draft-vocab drafts the chain drafter's tokens (specdec_drafter_chain*); this drafter is "
-                         f"a {type(drafter_model).__name__}: drop --draft-vocab")
     if isinstance(drafter_model, SpecFeatureDrafterModel):
         return FeatureDrafter(drafter_model, tgt_dict, verifier=verifier)
     return NARDrafter(drafter_model, tgt_dict, verifier=verifier)
+
+
+def require_chain_drafter(drafter_model) -> None:
+    """--draft-vocab shortlists the chain drafter's tokens: refuse any other drafter (or none)."""
+    from fairseq_specdec.models.chain_drafter import SpecChainDrafterModel
+
+    if not isinstance(drafter_model, SpecChainDrafterModel):
+        what = "no drafter is given" if drafter_model is None else f"this drafter is a {type(drafter_model).__name__}"
+        raise ValueError(f"--draft-vocab drafts the chain drafter's tokens (specdec_drafter_chain*); {what}: "
+                         f"give a chain drafter or drop --draft-vocab")

@@ -14,7 +14,7 @@ from fairseq.sequence_generator import SequenceGenerator
 from torch import Tensor
 
 from fairseq_specdec.decoding.drafter_generator import DrafterGenerator
-from fairseq_specdec.decoding.drafters import make_proposer
+from fairseq_specdec.decoding.drafters import make_proposer, require_chain_drafter
 from fairseq_specdec.decoding.ngram_drafter import with_ngram_drafter
 from fairseq_specdec.decoding.ngram_index import NGramIndex
 from fairseq_specdec.decoding.speculative_generator import LeanGreedyGenerator, SpeculativeGenerator
@@ -53,10 +53,15 @@ def build_generator(models, tgt_dict, decoding: Decoding, search: Dict[str, Any]
         if decoding.beam != 1:
             raise ValueError(f"--lean-greedy decodes greedily: use --beam 1 (got --beam {decoding.beam})")
         return LeanGreedyGenerator(models, tgt_dict, stats=stats, graphs=decoding.graphs, **search)
-    if decoding.graphs is not None:
+    refuse_graphs_for_stock_search(decoding.graphs)
+    return SequenceGenerator(models, tgt_dict, beam_size=decoding.beam, **search)
+
+
+def refuse_graphs_for_stock_search(graphs: Optional[GraphOptions]) -> None:
+    """fairseq's own search has no graphed path: --cuda-graphs needs the plugin's decoding."""
+    if graphs is not None:
         raise ValueError("--cuda-graphs runs the plugin's own decoding: add --lean-greedy, --drafter-path "
                          "or --ngram-drafter")
-    return SequenceGenerator(models, tgt_dict, beam_size=decoding.beam, **search)
 
 
 def build_proposer(drafter_model, verifier, tgt_dict, ngram_index: Optional[NGramIndex] = None,
@@ -64,7 +69,7 @@ def build_proposer(drafter_model, verifier, tgt_dict, ngram_index: Optional[NGra
     """The drafting side: the trained drafter's proposer (``drafter_model`` may be None),
     the n-gram drafter over ``ngram_index``, or both combined."""
     if shortlist is not None and drafter_model is None:
-        raise ValueError("--draft-vocab drafts the chain drafter's tokens: give a chain drafter (--drafter-path)")
+        require_chain_drafter(drafter_model)
     trained = (make_proposer(drafter_model, tgt_dict, verifier, graphs, shortlist)
                if drafter_model is not None else None)
     if ngram_index is None:

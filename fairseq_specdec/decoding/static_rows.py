@@ -22,7 +22,7 @@ from typing import Callable, Dict, List, Optional, Tuple
 import torch
 from torch import Tensor
 
-from fairseq_specdec.decoding.lean_layers import DecoderCache, KeysValues
+from fairseq_specdec.decoding.lean_layers import DecoderCache, KeysValues, source_cache
 
 COLUMN_STEP = 64  # cache columns are allocated in multiples of this
 SOURCE_STEP = 32  # source positions too
@@ -208,6 +208,16 @@ class StaticPool:
             have = self.by_rows[rows] = StaticRows(self.decoder, rows, round_up(columns, COLUMN_STEP),
                                                    round_up(source_len, SOURCE_STEP), device, dtype, self.capture)
         return have
+
+    def load(self, encoder_out: Dict[str, List[Tensor]], columns: int) -> StaticRows:
+        """The buffers for a new batch (fairseq's encoder output of it), holding at least
+        ``columns`` cache entries per row, with the source's keys/values loaded."""
+        source, source_mask = source_cache(self.decoder, encoder_out)
+        enc = encoder_out["encoder_out"][0]  # S x B x C
+        src_len, bsz = enc.shape[:2]
+        rows = self.rows_for(bsz, columns, src_len, enc.device, next(self.decoder.parameters()).dtype)
+        rows.load_source(source, source_mask, bsz, src_len)
+        return rows
 
     def select(self, current: StaticRows, keep: Tensor) -> StaticRows:
         """Keep rows ``keep`` of ``current`` (sentences still decoding), moved to the front

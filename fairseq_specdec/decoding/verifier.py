@@ -16,8 +16,7 @@ import torch
 from fairseq.models.transformer import TransformerDecoderBase
 from torch import Tensor
 
-from fairseq_specdec.decoding.lean_layers import (
-    DecoderCache, allocate_cache, run_block, source_cache, unsupported_layer_options)
+from fairseq_specdec.decoding.lean_layers import DecoderCache, allocate_cache, run_block, unsupported_layer_options
 from fairseq_specdec.decoding.static_rows import GraphOptions, StaticPool, StaticRows
 
 
@@ -142,11 +141,7 @@ class StaticVerifier(Verifier):
 
     def start(self, net_input: Dict[str, Tensor], capacity: int) -> VerifierState:
         encoder_out = self.model.encoder.forward_torchscript(net_input)
-        source, source_mask = source_cache(self.decoder, encoder_out)
-        src_len, bsz = encoder_out["encoder_out"][0].shape[:2]
-        device, dtype = net_input["src_tokens"].device, next(self.decoder.parameters()).dtype
-        rows = self.pool.rows_for(bsz, capacity, src_len, device, dtype)
-        rows.load_source(source, source_mask, bsz, src_len)
+        rows = self.pool.load(encoder_out, capacity)
         return VerifierState(encoder_out, rows.cache(), static=rows)
 
     def score(self, state: VerifierState, last_tokens: Tensor, drafts: Tensor) -> Tuple[Tensor, Tensor]:

@@ -16,7 +16,8 @@ from fairseq_specdec.decoding.block_size import (
 from fairseq_specdec.decoding.draft_vocab import load_shortlist
 from fairseq_specdec.decoding.drafter_loading import load_drafter, place_like
 from fairseq_specdec.decoding.generators import (
-    Decoding, build_generator, build_proposer, check_generation_options, search_options)
+    Decoding, build_generator, build_proposer, check_generation_options, refuse_graphs_for_stock_search,
+    search_options)
 from fairseq_specdec.decoding.ngram_data import build_index
 from fairseq_specdec.decoding.static_rows import GraphOptions
 from fairseq_specdec.decoding.stats import DecodingStats
@@ -219,9 +220,7 @@ class SpecDecTranslationTask(TranslationTask):
             raise ValueError("--draft-vocab sets the chain drafter's vocabulary: give the verifier as --path and a "
                              "chain drafter as --drafter-path, or drop --draft-vocab")
         if not (drafter_only or speculative or self.cfg.lean_greedy):
-            if self.cfg.cuda_graphs:
-                raise ValueError("--cuda-graphs runs the plugin's own decoding: add --lean-greedy, --drafter-path "
-                                 "or --ngram-drafter")
+            refuse_graphs_for_stock_search(self.graph_options())
             return super().build_generator(models, args, seq_gen_cls, extra_gen_cls_kwargs,
                                            prefix_allowed_tokens_fn)
         what = "drafter-only decoding" if drafter_only else "SpecDec" if speculative else "--lean-greedy"
