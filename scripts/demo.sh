@@ -10,11 +10,18 @@
 # Run it again to resume: finished steps are skipped. WORK (default work/demo) holds
 # everything; sizes live in configs/demo.env, the length limits of every decoding step in
 # configs/length_limits.env (MAX_LEN_A, MAX_LEN_B). SKIP_INSTALL=1 skips the install step.
+# DEMO_CORPUS=gettext runs the same pipeline on real text instead: English -> French
+# software messages from this machine's gettext catalogs (data/make_gettext_corpus.py),
+# with the sizes of configs/gettext.env, in work/gettext.
 set -euo pipefail
 source "$(dirname "$0")/lib.sh"
+DEMO_CORPUS=${DEMO_CORPUS:-synthetic}
+case "$DEMO_CORPUS" in
+  synthetic) SRC=en TGT=de; WORK=${WORK:-$REPO_ROOT/work/demo} ;;
+  gettext) SRC=en TGT=fr; WORK=${WORK:-$REPO_ROOT/work/gettext}; source "$REPO_ROOT/configs/gettext.env" ;;
+  *) echo "error: DEMO_CORPUS=$DEMO_CORPUS: use synthetic (the default) or gettext" >&2; exit 2 ;;
+esac
 source "$REPO_ROOT/configs/demo.env"
-WORK=${WORK:-$REPO_ROOT/work/demo}
-SRC=en TGT=de
 mkdir -p "$WORK"
 
 install_start=$SECONDS
@@ -25,17 +32,24 @@ times=$(printf 'install\t%s s' "$((start - install_start))")
 # step_done NAME: record the wall time since the previous step ended
 step_done() { times+=$(printf '\n%s\t%s s' "$1" "$((SECONDS - step_start))"); step_start=$SECONDS; }
 
-is_done "1/7 generate the demo corpus" "$WORK/raw/train.$TGT" || run "$PYTHON" "$REPO_ROOT/data/make_demo_corpus.py" \
-  --out-dir "$WORK/raw" --train "$DEMO_TRAIN" --valid "$DEMO_VALID" --test "$DEMO_TEST" --seed "$DEMO_SEED"
+if [ "$DEMO_CORPUS" = gettext ]; then
+  is_done "1/7 read the $TGT gettext catalogs" "$WORK/raw/train.$TGT" || run "$PYTHON" \
+    "$REPO_ROOT/data/make_gettext_corpus.py" --out-dir "$WORK/raw" --lang "$TGT" --valid "$DEMO_VALID" \
+    --test "$DEMO_TEST" --seed "$DEMO_SEED"
+else
+  is_done "1/7 generate the demo corpus" "$WORK/raw/train.$TGT" || run "$PYTHON" "$REPO_ROOT/data/make_demo_corpus.py" \
+    --out-dir "$WORK/raw" --train "$DEMO_TRAIN" --valid "$DEMO_VALID" --test "$DEMO_TEST" --seed "$DEMO_SEED"
+fi
 step_done "1 corpus"
 
 log "2/7 prepare the data"
-bash "$REPO_ROOT/scripts/prepare_bitext.sh" "$WORK/raw" "$WORK/prep" "$SRC" "$TGT" "$DEMO_BPE_MERGES"
+bash "$REPO_ROOT/scripts/prepare_bitext.sh" "$WORK/raw" "$WORK/prep" "$SRC" "$TGT" "$DEMO_BPE_MERGES" 250 \
+  "$DEMO_CLEAN_RATIO"
 DATA=$WORK/prep/bin
 step_done "2 data"
 
 log "3/7 train the verifier (stock fairseq transformer)"
-bash "$REPO_ROOT/scripts/train_verifier.sh" "$DATA" "$WORK/verifier" "$REPO_ROOT/configs/verifier_demo.args" \
+bash "$REPO_ROOT/scripts/train_verifier.sh" "$DATA" "$WORK/verifier" "$REPO_ROOT/$DEMO_VERIFIER_CONFIG" \
   --no-progress-bar ${DEMO_VERIFIER_UPDATES:+--max-update "$DEMO_VERIFIER_UPDATES"}
 # from here on the verifier is the average of its last DEMO_VERIFIER_AVERAGE checkpoints (the
 # newest epoch checkpoints and checkpoint_last): the single last checkpoint loops more often
@@ -70,7 +84,7 @@ limit=()
 is_done "benchmark" "$WORK/results/benchmark.json" || {
   run "$PYTHON" -m fairseq_specdec.benchmark \
     --data "$DATA" --verifier "$VERIFIER" --drafter "$DRAFTER" \
-    --batch-sizes "$DEMO_BENCH_BATCH_SIZES" --modes greedy,greedy_lean,beam5,specdec,specdec_relaxed,specdec_ngram,specdec_combined --bounds \
+    --batch-sizes "$DEMO_BENCH_BATCH_SIZES" --modes greedy,greedy_lean,beam5,specdec,specdec_fixed,specdec_relaxed,specdec_ngram,specdec_combined --bounds \
     --ngram-data "$WORK/distill/bin" \
     --repeats "$DEMO_BENCH_REPEATS" --warmup 1 --max-len-a "$MAX_LEN_A" --max-len-b "$MAX_LEN_B" \
     "${limit[@]}" --out-dir "$WORK/results.tmp"

@@ -13,7 +13,7 @@ from fairseq_specdec.benchmark import cli as benchmark
 from fairseq_specdec.benchmark.modes import count_at_limit, length_limits
 
 HAVE_CT2 = importlib.util.find_spec("ctranslate2") is not None
-FAIRSEQ_MODES = ["greedy", "beam5", "specdec", "specdec_relaxed"]
+FAIRSEQ_MODES = ["greedy", "beam5", "specdec", "specdec_fixed", "specdec_relaxed"]
 CT2_MODES = ["ct2_greedy", "ct2_beam5"]
 
 
@@ -65,16 +65,26 @@ def test_figures_are_sane(bench_run):
         assert 0 <= r["at_length_limit"] <= r["sentences"]
     for r in _rows(report, ["greedy"]):
         assert r["x_greedy"] == pytest.approx(1.0)
-    for r in _rows(report, ["specdec", "specdec_relaxed"]):
-        assert r["tok_per_iter"] >= 1.0 and r["ideal_x_greedy"] == r["tok_per_iter"]
+    for r in _rows(report, ["specdec", "specdec_fixed", "specdec_relaxed"]):
+        assert r["tok_per_iter"] >= 1.0
+        assert 0 <= r["wasted_per_iter"] <= r["drafts_per_iter"] <= 5  # k = 5, the drafter's
+        assert r["tok_per_iter"] == pytest.approx(1 + r["drafts_per_iter"] - r["wasted_per_iter"], abs=0.35)
         assert r["passes"] == 1 and sum(r["accepted_histogram"]) > 0  # the warm-up pass is not counted
         assert set(r["seconds_per_pass"]) >= {"drafter", "verifier", "other"}
 
 
+def test_fixed_blocks_draft_k_every_iteration_adaptive_ones_start_greedy(bench_run):
+    _, report, _ = bench_run
+    for r in _rows(report, ["specdec_fixed"]):
+        assert r["drafts_per_iter"] == 5 and r["greedy_share"] == 0
+    for r in _rows(report, ["specdec"]):  # a batch size's first iteration measures a greedy step
+        assert 0 < r["greedy_share"] < 1 and r["drafts_per_iter"] <= 5
+
+
 def test_lossless_specdec_identical_to_greedy(bench_run):
     _, report, _ = bench_run
-    rows = _rows(report, ["specdec"])
-    assert len(rows) == 2
+    rows = _rows(report, ["specdec", "specdec_fixed"])
+    assert len(rows) == 4
     for r in rows:
         assert r["identical_to_greedy"] is True and r["differing_from_greedy"] == 0
         greedy = next(g for g in _rows(report, ["greedy"]) if g["batch"] == r["batch"])
@@ -105,7 +115,8 @@ def test_bounds_accept_every_draft(bench_run):
 def test_table_printed_with_all_modes(bench_run):
     _, report, stdout = bench_run
     header = next(line for line in stdout.splitlines() if line.startswith("| mode"))
-    for col in ("BLEU", "sent/s", "ms/sent", "x greedy", "x beam5", "tok/iter", "ideal x greedy",
+    for col in ("BLEU", "sent/s", "ms/sent", "x greedy", "x beam5", "tok/iter", "drafts/iter", "wasted/iter",
+                "greedy steps",
                 "identical", "at len limit", "peak MB"):
         assert col in header
     table_rows = [line for line in stdout.splitlines() if line.startswith("| ") and "---" not in line]

@@ -39,11 +39,12 @@ def test_demo_pipeline_runs_and_resumes(tmp_path):
         hit, total = re.search(rf"verifier beam {beam}: [\d.]+ \((\d+) of (\d+) hit the length limit\)", bleu).groups()
         assert int(total) == 20 and 0 < int(hit) <= 20  # the 4-update verifier seldom stops by itself
     table = (work / "results" / "table.md").read_text()
-    for mode in ("| greedy |", "| greedy_lean |", "| beam5 |", "| specdec |", "| specdec_relaxed |", "| specdec_ngram |",
-                 "| specdec_combined |"):
+    for mode in ("| greedy |", "| greedy_lean |", "| beam5 |", "| specdec |", "| specdec_fixed |", "| specdec_relaxed |",
+                 "| specdec_ngram |", "| specdec_combined |"):
         assert mode in table and mode in first.stdout
     report = json.loads((work / "results" / "benchmark.json").read_text())
-    modes = ("greedy", "greedy_lean", "beam5", "specdec", "specdec_relaxed", "specdec_ngram", "specdec_combined",
+    modes = ("greedy", "greedy_lean", "beam5", "specdec", "specdec_fixed", "specdec_relaxed", "specdec_ngram",
+             "specdec_combined",
              "specdec_oracle",
              "specdec_oracle_free")
     assert {(r["mode"], r["batch"]) for r in report["rows"]} >= {(m, b) for m in modes for b in (1, 3)}

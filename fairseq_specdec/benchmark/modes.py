@@ -8,6 +8,11 @@ accepted. ``specdec_oracle`` still runs the real drafter (and throws its drafts 
 the speed a perfect drafter of the same cost would reach. ``specdec_oracle_free`` drafts
 for free: what verification alone costs.
 
+SpecDec's modes draft adaptively (``decoding.draft_policy``: up to k drafts per iteration,
+as many as pay, none included), as ``fairseq-generate`` does by default;
+``specdec_fixed`` drafts exactly k every iteration (``--fixed-block``, the paper's rule).
+Each timed pass starts the policy afresh: what one ``fairseq-generate`` run learns.
+
 Two lossless modes draft without (only) the trained drafter (``ngram_drafter``):
 ``specdec_ngram`` with the model-free n-gram drafter alone, ``specdec_combined`` with the
 Spec-Drafter and the n-gram drafter together (per row, the more promising proposal).
@@ -17,6 +22,7 @@ from typing import Dict, List, Optional, Tuple
 from torch import Tensor
 
 from fairseq_specdec.benchmark import ct2 as peer
+from fairseq_specdec.decoding.draft_policy import DraftPolicy
 from fairseq_specdec.decoding.drafters import OracleDrafter, make_proposer, source_key
 from fairseq_specdec.decoding.ngram_data import NGramDataError, build_index
 from fairseq_specdec.decoding.ngram_index import NGramIndex
@@ -24,12 +30,13 @@ from fairseq_specdec.decoding.generators import Decoding, build_generator, build
 from fairseq_specdec.decoding.static_rows import GraphOptions
 from fairseq_specdec.decoding.stats import DecodingStats
 
-DRAFTED_MODES = ("specdec", "specdec_relaxed")  # SpecDec with the trained drafter's drafts
+DRAFTED_MODES = ("specdec", "specdec_fixed", "specdec_relaxed")  # SpecDec with the trained drafter's drafts
 ORACLE_MODES = ("specdec_oracle", "specdec_oracle_free")
 NGRAM_MODES = ("specdec_ngram", "specdec_combined")  # lossless, with the n-gram drafter
 SPECDEC_MODES = DRAFTED_MODES + NGRAM_MODES + ORACLE_MODES
 MODES = ("greedy", "greedy_lean", "beam5", *SPECDEC_MODES, "ct2_greedy", "ct2_beam5")
 DEFAULT_MODES = tuple(m for m in MODES if m not in ORACLE_MODES + NGRAM_MODES)
+FIXED_BLOCK_MODES = ORACLE_MODES + ("specdec_fixed",)  # exactly k drafts per iteration
 NEEDS_DRAFTER = DRAFTED_MODES + ("specdec_combined", "specdec_oracle")
 BEAMS = {"greedy": 1, "greedy_lean": 1, "beam5": 5, "ct2_greedy": 1, "ct2_beam5": 5}
 
@@ -46,7 +53,14 @@ class FairseqDecoder:
         return batches
 
     def run(self, batches):
+        self.reset()
         return [self.generator.generate(self.models, sample) for sample in batches]
+
+    def reset(self) -> None:
+        """Forget what adaptive drafting learned: every pass starts as a fresh run does."""
+        policy = getattr(self.generator, "policy", None)
+        if policy is not None:
+            self.generator.policy = DraftPolicy(policy.max_drafts)
 
     def uncounted(self, batches):
         """``run`` without adding to the generator's statistics (a warm-up pass)."""
@@ -134,5 +148,6 @@ def make_decoder(mode: str, args, model, drafter, tgt_dict, stats: Optional[Deco
                 raise ValueError(f"mode {mode} drafts greedy's outputs: pass them as known=")
             proposer = OracleDrafter(known, tgt_dict.pad(), tgt_dict.eos(), cost=proposer)
         beta, tau = (args.beta, args.tau) if mode == "specdec_relaxed" else (1, 1.0)
-        decoding = Decoding(proposer=proposer, block_size=args.block_size, beta=beta, tau=tau, graphs=graphs)
+        decoding = Decoding(proposer=proposer, block_size=args.block_size, beta=beta, tau=tau, graphs=graphs,
+                            adaptive=mode not in FIXED_BLOCK_MODES)
     return FairseqDecoder(build_generator([model], tgt_dict, decoding, search, stats=stats), model)

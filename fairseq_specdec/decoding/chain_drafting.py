@@ -9,7 +9,7 @@ and overwritten by the next ``observe``. The layers run through ``lean_layers``,
 same computation as the model's teacher-forced forward (tested equal).
 """
 from dataclasses import dataclass, replace
-from typing import Dict, List, Optional, Tuple
+from typing import Callable, Dict, List, Optional, Tuple
 
 import torch
 import torch.nn.functional as F
@@ -105,15 +105,28 @@ class ChainDrafter(TrainedDrafter):
         """B x k drafts and the drafter's softmax probability of each (B x k)."""
         return self.chain(tightened(state, prefix), block_size, confidence=True)
 
+    stepwise = True  # ``propose_stepwise`` can stop the chain after any step
+
+    def propose_stepwise(self, state: ChainState, prefix: Optional[Tensor], block_size: int,
+                         keep_going: Callable[[Tensor, Tensor], bool]) -> Tuple[Tensor, Tensor]:
+        """Up to k drafts (B x j) and their probabilities (B x j): after each step
+        ``keep_going(tokens, probs)`` (the step's B tokens and probabilities) says whether
+        to chain one more."""
+        state = tightened(state, prefix)
+        state.cache.reserve(block_size)
+        return self.run_chain(state.cache, state.predicted, block_size, True, keep_going=keep_going)
+
     def chain(self, state: ChainState, block_size: int, confidence: bool) -> Tuple[Tensor, Optional[Tensor]]:
         state.cache.reserve(block_size)
         return self.run_chain(state.cache, state.predicted, block_size, confidence)
 
     def run_chain(self, cache: DecoderCache, predicted: Tensor, block_size: int, confidence: bool,
-                  width: Optional[int] = None) -> Tuple[Tensor, Optional[Tensor]]:
+                  width: Optional[int] = None, keep_going: Optional[Callable[[Tensor, Tensor], bool]] = None,
+                  ) -> Tuple[Tensor, Optional[Tensor]]:
         """k drafts (B x k) chained from ``predicted`` (B x C) over ``cache``, and their
         probabilities when ``confidence``; the chained slots' entries are written past the
-        committed ones and the cache's lengths stay."""
+        committed ones and the cache's lengths stay. ``keep_going`` (see ``propose_stepwise``)
+        may end the chain before k."""
         decoder = self.model.decoder
         scratch = replace(cache)  # shares the buffers; its lengths move past the committed slots
         tokens, probs = [], []
@@ -121,6 +134,8 @@ class ChainDrafter(TrainedDrafter):
             token, prob = self.next_token(predicted, confidence)
             tokens.append(token)
             probs.append(prob)
+            if keep_going is not None and not keep_going(token, prob):
+                break
             if i + 1 < block_size:
                 predicted = self._states(decoder.slot_inputs(predicted.unsqueeze(1), token.unsqueeze(1)), scratch,
                                          width)[:, 0]
@@ -141,6 +156,9 @@ class StaticChainDrafter(ChainDrafter):
     """The chain drafter over static buffers (``static_rows``): its k chained steps, and
     the forward over a verified block's slots, each recorded once as a CUDA graph per block
     size and replayed (``capture``), or run eagerly on the same buffers (``capture=False``)."""
+
+    stepwise = False  # a recorded chain runs all its k steps
+    static = True  # fixed shapes: observes every verified block as it comes
 
     def __init__(self, model, tgt_dict, verifier=None, shortlist: Optional[Tensor] = None,
                  options: GraphOptions = GraphOptions()):

@@ -37,8 +37,8 @@ class DrafterGenerator(BlockwiseGenerator):
             finished = is_eos.any(1)
             count = torch.where(finished, is_eos.int().argmax(1) + 1, torch.full_like(active, k))
             committed.append(active, tokens, lprobs.gather(2, tokens.unsqueeze(-1)).squeeze(-1), count)
-            tally.record(torch.zeros_like(count), count)
-            done, longest = read_finished(finished, committed.length[active])
+            tally.record(torch.zeros_like(count), count, drafted=k)
+            done, longest, _ = read_finished(finished, committed.length[active], count)
             if any(done):
                 keep = unfinished_rows(done, device)
                 active = active[keep]

@@ -84,11 +84,12 @@ class BlockwiseGenerator(SequenceGenerator):
             lprobs[..., self.eos] = torch.where(over, eos_lprob, lprobs[..., self.eos])
 
 
-def read_finished(finished: Tensor, lengths: Tensor) -> Tuple[List[bool], int]:
-    """The iteration's one read from the device: which rows finished (B), and the longest
-    of ``lengths`` (the active rows' committed lengths)."""
-    *flags, longest = torch.cat([finished.long(), lengths.max().view(1)]).tolist()
-    return [bool(f) for f in flags], longest
+def read_finished(finished: Tensor, lengths: Tensor, counts: Tensor) -> Tuple[List[bool], int, int]:
+    """The iteration's one read from the device: which rows finished (B), the longest of
+    ``lengths`` (the active rows' committed lengths) and the sum of ``counts`` (the tokens
+    committed this iteration)."""
+    *flags, longest, total = torch.cat([finished.long(), lengths.max().view(1), counts.sum().view(1)]).tolist()
+    return [bool(f) for f in flags], longest, total
 
 
 def unfinished_rows(finished: List[bool], device: torch.device) -> Tensor:

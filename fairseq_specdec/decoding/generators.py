@@ -34,6 +34,7 @@ class Decoding:
     beta: int = 1  # SpecDec acceptance: top-beta ...
     tau: float = 1.0  # ... and within tau of the top-1
     graphs: Optional[GraphOptions] = None  # lean greedy and SpecDec: static buffers and CUDA graphs
+    adaptive: bool = False  # SpecDec: draft as many of the k as pay (draft_policy), else exactly k
 
 
 def build_generator(models, tgt_dict, decoding: Decoding, search: Dict[str, Any],
@@ -48,7 +49,7 @@ def build_generator(models, tgt_dict, decoding: Decoding, search: Dict[str, Any]
     if decoding.proposer is not None:
         return SpeculativeGenerator(models, tgt_dict, decoding.proposer, block_size=decoding.block_size,
                                     beta=decoding.beta, tau=decoding.tau, stats=stats, graphs=decoding.graphs,
-                                    **search)
+                                    adaptive=decoding.adaptive, **search)
     if decoding.lean_greedy:
         if decoding.beam != 1:
             raise ValueError(f"--lean-greedy decodes greedily: use --beam 1 (got --beam {decoding.beam})")

@@ -7,12 +7,15 @@ prefix is kept (``accept_drafts``) and the verifier's top-1 appended; finished s
 leave the batch. The iteration reads one small tensor back from the device: which rows
 finished, and the longest committed length.
 """
-from typing import Optional
+import time
+from typing import Any, List, Optional, Tuple
 
 import torch
+from torch import Tensor
 
 from fairseq_specdec.decoding.acceptance import accept_drafts, plan_commit
 from fairseq_specdec.decoding.committed import CommittedTokens
+from fairseq_specdec.decoding.draft_policy import DraftPolicy
 from fairseq_specdec.decoding.drafters import NoDrafter
 from fairseq_specdec.decoding.generator_base import BlockwiseGenerator, read_finished, unfinished_rows
 from fairseq_specdec.decoding.static_rows import GraphOptions
@@ -38,8 +41,12 @@ class SpeculativeGenerator(BlockwiseGenerator):
         tau: float = 1.0,
         stats: Optional[DecodingStats] = None,
         graphs: Optional[GraphOptions] = None,
+        adaptive: bool = False,
         **kwargs,
     ):
+        """``adaptive``: draft up to ``block_size`` tokens per iteration, as many as pay on
+        this machine (``draft_policy``), k = 0 (a greedy step) included; otherwise exactly
+        ``block_size``. Lossless either way."""
         if len(models) != 1:
             raise ValueError(f"SpecDec verifies with one model; got an ensemble of {len(models)}")
         if block_size < 1 and not isinstance(drafter, NoDrafter):
@@ -52,6 +59,10 @@ class SpeculativeGenerator(BlockwiseGenerator):
         self.drafter = drafter
         self.beta = beta
         self.tau = tau
+        self.policy = DraftPolicy(block_size) if adaptive and not isinstance(drafter, NoDrafter) else None
+        # a greedy step's block is observed when drafting resumes, all such blocks in one forward;
+        # a drafter over recorded graphs (fixed shapes) observes each block at once instead
+        self.observe_later = self.policy is not None and not getattr(drafter, "static", False)
         model = self.model.single_model
         if graphs is None:
             self.verifier = Verifier(model, temperature=self.temperature)
@@ -70,29 +81,124 @@ class SpeculativeGenerator(BlockwiseGenerator):
         active = torch.arange(committed.tokens.size(0), device=device)
         offsets = torch.arange(k + 1, device=device).unsqueeze(0)
         longest = 1  # on the host: the active rows' longest committed length (BOS included), or more
+        pending = Unobserved()  # verified blocks the drafter has not seen (greedy iterations)
         while active.numel() > 0:
+            began = time.perf_counter()
             with stats.timed("drafter", device):
-                drafts = self.drafter.propose(drafting, committed.prefix(active, longest), k)  # B x k
+                drafting, drafts, confidence = self._draft(drafting, pending, committed, active, longest)
+            catching_up = time.perf_counter() - began if pending.caught_up else 0.0
+            n = drafts.size(1)
             with stats.timed("verifier", device):
                 lprobs, states = self.verifier.score(state, committed.last_token(active), drafts)
             with stats.timed("other", device):
                 # row (b, i) predicts output step length - 1 + i (the BOS is not an output)
-                steps = (committed.length[active] - 1).unsqueeze(1) + offsets
-                self._constrain(lprobs, steps, max_len, may_reach_max_len=longest - 1 + k >= max_len)
+                steps = (committed.length[active] - 1).unsqueeze(1) + offsets[:, : n + 1]
+                self._constrain(lprobs, steps, max_len, may_reach_max_len=longest - 1 + n >= max_len)
                 plan = plan_commit(drafts, accept_drafts(lprobs, drafts, self.beta, self.tau), self.eos)
                 token_lprobs = lprobs.gather(2, plan.tokens.unsqueeze(-1)).squeeze(-1)
                 committed.append(active, plan.tokens, token_lprobs, plan.count)
-                tally.record(plan.num_accepted, plan.count)
-                finished, longest = read_finished(plan.finished, committed.length[active])
+                tally.record(plan.num_accepted, plan.count, drafted=n)
+                finished, longest, total = read_finished(plan.finished, committed.length[active], plan.count)
                 self.verifier.commit(state, plan.count, max_length=longest - 1)
             with stats.timed("drafter", device):
-                drafting = self.drafter.observe(drafting, states, plan.tokens, plan.count)
+                if n == 0 and self.observe_later:
+                    pending.add(states, plan.tokens, plan.count)
+                else:
+                    drafting = self.drafter.observe(drafting, states, plan.tokens, plan.count)
+            if self.policy is not None:
+                self.policy.record(len(finished), n, total / len(finished),
+                                   time.perf_counter() - began - catching_up, confidence, plan.num_accepted)
             if any(finished):  # retire them (all of them: the loop ends)
                 keep = unfinished_rows(finished, device)
                 active = active[keep]
                 state = self.verifier.select(state, keep)
                 drafting = self.drafter.select(drafting, keep)
+                pending.select(keep)
         tally.flush(stats)
+
+    def _draft(self, drafting, pending: "Unobserved", committed: CommittedTokens, active: Tensor,
+               longest: int) -> Tuple[Any, Tensor, Optional[Tensor]]:
+        """This iteration's drafts (B x n, n = 0 for a greedy step) and, when the policy
+        drafted them, their probabilities (B x n); the drafter first observes the blocks it missed."""
+        policy, bsz = self.policy, active.numel()
+        k = self.block_size if policy is None else policy.block_for(bsz)
+        if k == 0:
+            return drafting, active.new_empty((bsz, 0)), None
+        drafting = pending.flush(self.drafter, drafting)
+        prefix = committed.prefix(active, longest)
+        if policy is None:
+            return drafting, self.drafter.propose(drafting, prefix, k), None
+        if getattr(self.drafter, "stepwise", False):
+            drafts, confidence = self.drafter.propose_stepwise(drafting, prefix, k, ChainStop(policy, bsz, self.eos))
+            return drafting, drafts, confidence
+        if hasattr(self.drafter, "propose_with_confidence"):
+            drafts, confidence = self.drafter.propose_with_confidence(drafting, prefix, k)
+            stop = ChainStop(policy, bsz, self.eos)
+            n = next((i + 1 for i in range(k) if not stop(drafts[:, i], confidence[:, i])), k)
+            return drafting, drafts[:, :n], confidence[:, :n]
+        return drafting, self.drafter.propose(drafting, prefix, k), None
+
+
+class ChainStop:
+    """The policy's stop rule as a drafter's ``keep_going(tokens, probs)`` callback for one
+    iteration: it calibrates each step's probabilities and keeps the running reach (each
+    row's probability that every draft so far is accepted; 0 after a drafted eos)."""
+
+    def __init__(self, policy: DraftPolicy, batch_size: int, eos: int):
+        self.policy, self.batch_size, self.eos = policy, batch_size, eos
+        self.reach: Optional[Tensor] = None
+        self.expected, self.drafts = 1.0, 0
+
+    def __call__(self, tokens: Tensor, probs: Tensor) -> bool:
+        last = self.policy.calibrated(probs)
+        self.reach = last if self.reach is None else self.reach * last
+        self.drafts += 1
+        self.expected += float(self.reach.mean())
+        self.reach = self.reach.masked_fill(tokens.eq(self.eos), 0.0)  # nothing after an eos counts
+        return self.policy.keep_drafting(self.batch_size, self.drafts, self.reach, last, self.expected)
+
+
+class Unobserved:
+    """Verified blocks of greedy iterations that a drafter has not observed yet: it sees
+    them all in one ``observe`` when drafting resumes (``pack_blocks``)."""
+
+    def __init__(self):
+        self.blocks: List[Tuple[Tensor, Tensor, Tensor]] = []  # (states B x n x C, tokens B x n, counts B)
+        self.caught_up = False  # the last flush observed something
+
+    def add(self, states: Tensor, tokens: Tensor, counts: Tensor) -> None:
+        n = states.size(1)
+        self.blocks.append((states.clone(), tokens[:, :n], counts))
+
+    def select(self, rows: Tensor) -> None:
+        self.blocks = [(s[rows], t[rows], c[rows]) for s, t, c in self.blocks]
+
+    def flush(self, drafter, drafting):
+        self.caught_up = bool(self.blocks)
+        if not self.blocks:
+            return drafting
+        states, tokens, counts = pack_blocks(self.blocks)
+        self.blocks = []
+        return drafter.observe(drafting, states, tokens, counts)
+
+
+def pack_blocks(blocks: List[Tuple[Tensor, Tensor, Tensor]]) -> Tuple[Tensor, Tensor, Tensor]:
+    """Consecutive verified blocks as one: row b of block i keeps its first ``counts_i[b]``
+    entries, which follow the kept entries of the blocks before it. Returns states
+    (B x W x C, W = the blocks' widths summed), tokens (B x W) and counts (B); the
+    entries of a row past its count are left over (unread)."""
+    first_states = blocks[0][0]
+    bsz, dim = first_states.size(0), first_states.size(2)
+    width = sum(s.size(1) for s, _, _ in blocks)
+    states = first_states.new_zeros((bsz, width, dim))
+    tokens = blocks[0][1].new_zeros((bsz, width))
+    offset = torch.zeros(bsz, dtype=torch.long, device=first_states.device)
+    for block_states, block_tokens, counts in blocks:  # in order: a block's leftovers are overwritten by the next
+        columns = offset.unsqueeze(1) + torch.arange(block_states.size(1), device=offset.device)  # B x n
+        states.scatter_(1, columns.unsqueeze(-1).expand_as(block_states), block_states)
+        tokens.scatter_(1, columns, block_tokens)
+        offset = offset + counts
+    return states, tokens, offset
 
 
 class LeanGreedyGenerator(SpeculativeGenerator):

@@ -88,6 +88,12 @@ class SpecDecTranslationConfig(TranslationConfig):
         metadata={"help": "with --lean-greedy or a drafter, on a GPU: record the verifier's block forward (and the "
                   "chain drafter's forwards) as CUDA graphs, once per shape, and replay them; same output"},
     )
+    fixed_block: bool = field(
+        default=False,
+        metadata={"help": "draft exactly --block-size tokens every iteration (the paper's rule); by default the "
+                  "drafter drafts up to that many, as many as its calibrated confidence and the measured cost "
+                  "of drafting and verifying say pay on this machine, none (a greedy step) included"},
+    )
     seed: int = II("common.seed")
 
 
@@ -233,7 +239,7 @@ class SpecDecTranslationTask(TranslationTask):
             proposer = self.proposer_for(models[0])  # loads the drafter, and with it its k (build_model)
         decoding = Decoding(beam=1 if speculative else args.beam, lean_greedy=self.cfg.lean_greedy,
                             proposer=proposer, block_size=self.block_size, beta=self.cfg.beta, tau=self.cfg.tau,
-                            graphs=self.graph_options())
+                            graphs=self.graph_options(), adaptive=not self.cfg.fixed_block)
         return build_generator(models, self.target_dictionary, decoding, search_options(args),
                                stats=self.decoding_stats)
 

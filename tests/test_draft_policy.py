@@ -1,0 +1,191 @@
+"""Adaptive drafting (``decoding.draft_policy``): the two decisions on hand-built costs and
+confidences, the calibration counts, the packing of blocks a drafter observes late, and
+the whole loop: lossless on the scripted verifier and with the trained chain drafter."""
+import pytest
+import torch
+
+import fairseq_specdec  # noqa: F401
+from fairseq_specdec.decoding.draft_policy import (
+    BINS, FIRST_PROBE, PRIOR_WEIGHT, Calibration, Costs, DraftPolicy, bucket, expected_from, worth_another_step,
+    worth_drafting)
+from fairseq_specdec.decoding.speculative_generator import ChainStop, SpeculativeGenerator, pack_blocks
+from fairseq_specdec.decoding.stats import DecodingStats
+
+from scripted_models import FixedDrafter, bigram_verifier, sample, table_from, tiny_dictionary
+
+
+# ---------------------------------------------------------------- pure decisions
+
+def test_buckets_are_the_powers_of_two_above():
+    assert [bucket(b) for b in (1, 2, 3, 4, 5, 8, 9, 32, 33)] == [1, 2, 4, 4, 8, 8, 16, 32, 64]
+
+
+def test_drafting_is_worth_it_when_its_tokens_per_second_beat_greedy():
+    # greedy: 1 token per 10 ms; drafting 3 steps: 10 + 2 * 4 = 18 ms
+    costs = Costs(greedy=0.010, step=0.002, drafted_steps=3.0)
+    assert worth_drafting(Costs(**{**vars(costs), "drafted_tokens": 1.9}))  # 1.9 / 18 ms > 1 / 10 ms
+    assert not worth_drafting(Costs(**{**vars(costs), "drafted_tokens": 1.7}))  # 1.7 / 18 ms < 1 / 10 ms
+
+
+def test_before_anything_is_measured_greedy_comes_first_then_drafting():
+    assert not worth_drafting(Costs())
+    assert worth_drafting(Costs(greedy=0.01))
+
+
+def test_one_more_step_pays_when_its_expected_tokens_outgrow_its_cost():
+    costs = Costs(greedy=0.010, step=0.002)
+    # 2 drafts: 16 ms for 2.5 tokens (0.156 per ms); a third: 18 ms
+    assert worth_another_step(2.5, 0.40, 2, costs)  # 2.9 / 18 = 0.161
+    assert not worth_another_step(2.5, 0.25, 2, costs)  # 2.75 / 18 = 0.153
+    assert worth_another_step(1.0, 0.0, 1, Costs())  # nothing measured: the whole block
+
+
+def test_expected_tokens_multiply_the_acceptance_along_the_chain():
+    p = [torch.tensor([0.5, 1.0]), torch.tensor([0.5, 0.0])]
+    assert expected_from(p) == pytest.approx(1 + 0.75 + 0.125)
+
+
+# ---------------------------------------------------------------- calibration
+
+def test_calibration_counts_a_draft_only_when_its_predecessors_were_accepted():
+    cal = Calibration.prior(torch.device("cpu"))
+    confidence = torch.tensor([[0.95, 0.95, 0.05], [0.95, 0.55, 0.55]])
+    cal.record(confidence, torch.tensor([1, 3]))
+    prior = torch.full((BINS,), PRIOR_WEIGHT)
+    # row 0: 0.95 accepted, 0.95 tried and rejected, 0.05 never looked at; row 1: all three accepted
+    assert (cal.trials - prior).tolist() == [0, 0, 0, 0, 0, 2, 0, 0, 0, 3]
+    centres = (torch.arange(BINS) + 0.5) / BINS * PRIOR_WEIGHT
+    assert (cal.accepted - centres).tolist() == pytest.approx([0, 0, 0, 0, 0, 2, 0, 0, 0, 2])
+    assert float(cal.probability(torch.tensor(0.99))) == pytest.approx((0.95 * PRIOR_WEIGHT + 2) / (PRIOR_WEIGHT + 3))
+
+
+def test_the_prior_trusts_the_confidence():
+    cal = Calibration.prior(torch.device("cpu"))
+    assert cal.probability(torch.tensor([0.01, 0.51, 0.99])).tolist() == pytest.approx([0.05, 0.55, 0.95])
+
+
+# ---------------------------------------------------------------- the policy over iterations
+
+def test_greedy_when_drafting_loses_with_probes_at_doubling_intervals():
+    policy = DraftPolicy(max_drafts=4)
+    choices = []
+    for _ in range(80):
+        k = policy.block_for(1)
+        choices.append(k)
+        # greedy: 10 ms a token; drafting: 30 ms for 1.2 tokens (a drafter that is rarely right)
+        policy.record(1, k, 1.0 if k == 0 else 1.2, 0.010 if k == 0 else 0.030)
+    assert choices[:2] == [0, 4]  # measure greedy, then drafting
+    probes = [i for i, k in enumerate(choices) if k > 0][1:]
+    gaps = [b - a for a, b in zip(probes, probes[1:])]
+    assert len(gaps) >= 2 and gaps[0] > FIRST_PROBE
+    assert all(later == 2 * earlier - 1 for earlier, later in zip(gaps, gaps[1:]))  # the interval doubles
+    assert sum(k == 0 for k in choices) > 70
+
+
+def test_drafting_continues_while_it_wins():
+    policy = DraftPolicy(max_drafts=4)
+    choices = []
+    for _ in range(30):
+        k = policy.block_for(8)
+        choices.append(k)
+        policy.record(8, k, 1.0 if k == 0 else 3.5, 0.010 if k == 0 else 0.020)
+    assert choices[0] == 0 and set(choices[1:]) == {4}
+    assert policy.greedy_iterations == 1 and policy.drafting_iterations == 29
+
+
+def test_each_batch_size_bucket_has_its_own_costs():
+    policy = DraftPolicy(max_drafts=4)
+    for _ in range(10):  # batch 1: drafting wins; batch 32: it loses
+        policy.record(1, 0, 1.0, 0.010)
+        policy.record(1, 4, 3.0, 0.015)
+        policy.record(32, 0, 1.0, 0.010)
+        policy.record(32, 4, 1.5, 0.040)
+    assert policy.block_for(1) == 4 and policy.block_for(32) == 0
+
+
+def test_the_chain_stops_where_the_calibrated_reach_is_too_small():
+    policy = DraftPolicy(max_drafts=6)
+    policy.record(1, 0, 1.0, 0.010)
+    policy.record(1, 6, 4.0, 0.024)  # one step = 2 ms, greedy 10 ms
+    sure, unsure = torch.tensor([0.97]), torch.tensor([0.15])
+    stop = ChainStop(policy, 1, eos=2)
+    assert [stop(torch.tensor([5]), sure) for _ in range(3)] == [True, True, True]
+    stop = ChainStop(policy, 1, eos=2)
+    assert stop(torch.tensor([5]), sure) and not stop(torch.tensor([5]), unsure)
+    stop = ChainStop(policy, 1, eos=2)
+    assert not stop(torch.tensor([2]), sure)  # nothing after a drafted eos is ever committed
+    stop = ChainStop(policy, 1, eos=2)
+    assert [stop(torch.tensor([5]), sure) for _ in range(6)][-1] is False  # at most k
+
+
+# ---------------------------------------------------------------- late observation
+
+def test_blocks_packed_keep_each_rows_committed_entries_in_order():
+    # two rows, three blocks of widths 1, 3, 1 with counts (1, 1), (2, 3), (1, 1)
+    def block(values, counts):
+        t = torch.tensor(values)
+        return t.unsqueeze(-1).float().expand(-1, -1, 2).clone(), t, torch.tensor(counts)
+
+    blocks = [block([[1], [10]], [1, 1]), block([[2, 3, 99], [11, 12, 13]], [2, 3]), block([[4], [14]], [1, 1])]
+    states, tokens, counts = pack_blocks(blocks)
+    assert counts.tolist() == [4, 5]
+    assert tokens[0, :4].tolist() == [1, 2, 3, 4] and tokens[1, :5].tolist() == [10, 11, 12, 13, 14]
+    assert states[0, :4, 1].tolist() == [1, 2, 3, 4] and states.shape == (2, 5, 2)
+
+
+def test_a_chain_drafter_observing_late_drafts_as_one_that_observed_each_block(demo_data, tiny_verifier,
+                                                                               chain_drafter):
+    from fairseq import checkpoint_utils
+
+    from fairseq_specdec.decoding.chain_drafting import ChainDrafter
+
+    verifier = checkpoint_utils.load_model_ensemble([str(tiny_verifier)])[0][0].eval()
+    drafter_model = checkpoint_utils.load_model_ensemble([str(chain_drafter)])[0][0].eval()
+    dictionary = drafter_model.decoder.dictionary
+    eager, late = (ChainDrafter(drafter_model, dictionary, verifier) for _ in range(2))
+    torch.manual_seed(0)
+    src = torch.randint(dictionary.nspecial, len(dictionary), (3, 7))
+    src[:, -1] = dictionary.eos()
+    net_input = {"src_tokens": src, "src_lengths": torch.full((3,), 7)}
+    dim = drafter_model.decoder.embed_tokens.embedding_dim
+    blocks = [(torch.randn(3, n, dim), torch.randint(dictionary.nspecial, len(dictionary), (3, n)),
+               torch.tensor(c)) for n, c in ((1, [1, 1, 1]), (3, [2, 3, 1]), (1, [1, 1, 1]), (2, [2, 1, 2]))]
+    with torch.no_grad():
+        a, b = eager.start(net_input), late.start(net_input)
+        for block in blocks:
+            a = eager.observe(a, *block)
+        b = late.observe(b, *pack_blocks(blocks))
+        assert torch.equal(a.cache.length, b.cache.length)
+        assert torch.allclose(a.predicted, b.predicted, atol=1e-5)
+        for (ka, va), (kb, vb) in zip(a.cache.target, b.cache.target):
+            for row, n in enumerate(a.cache.length.tolist()):
+                assert torch.allclose(ka[row, :, :n], kb[row, :, :n], atol=1e-5)
+                assert torch.allclose(va[row, :, :n], vb[row, :, :n], atol=1e-5)
+        assert torch.equal(eager.propose(a, None, 4), late.propose(b, None, 4))
+
+
+# ---------------------------------------------------------------- the loop, lossless
+
+D = tiny_dictionary()
+EOS, A, B, C, X = D.eos(), D.index("a"), D.index("b"), D.index("c"), D.index("l")
+CHAIN = {EOS: {A: 3.0, B: 2.0}, A: {B: 3.0, C: 2.5}, B: {C: 3.0, D.index("d"): 2.0}, C: {EOS: 3.0, A: 1.0}}
+
+
+@pytest.mark.parametrize("script", [[A, B, C, EOS], [X]])
+def test_adaptive_drafting_on_the_scripted_verifier_is_greedy(script):
+    from fairseq.sequence_generator import SequenceGenerator
+
+    model = bigram_verifier(table_from(CHAIN), D)
+    sources = [[A, B], [C, C, C, A], [B]] * 6
+    with torch.no_grad():
+        want = [h[0] for h in SequenceGenerator([model], D, beam_size=1).generate([model], sample(sources, D))]
+        stats = DecodingStats()
+        gen = SpeculativeGenerator([model], D, FixedDrafter(script, X, D.pad()), block_size=3, stats=stats,
+                                   adaptive=True)
+        for _ in range(3):  # the policy learns across batches
+            got = [h[0] for h in gen.generate([model], sample(sources, D))]
+            for g, w in zip(got, want):
+                assert g["tokens"].tolist() == w["tokens"].tolist()
+                assert torch.allclose(g["positional_scores"], w["positional_scores"], atol=1e-5)
+    assert stats.greedy_iterations > 0  # the first iteration of a batch size measures greedy
+    assert stats.drafted_tokens > 0
