@@ -11,7 +11,8 @@ language (English -> ``--lang``, French by default) and writes a line-aligned co
   singular msgid with the first form, the plural msgid with the last form);
 * placeholders (``%s``, ``{name}``) and markup (``<b>``, ``_File``) are kept as written;
   line breaks and tabs inside a message become spaces;
-* dropped: the header, untranslated entries, sources without a letter, messages longer
+* dropped: the header, untranslated entries, sources without a letter (a placeholder's
+  counts: ``%s: %s`` -> ``%s : %s`` is French typography), messages longer
   than ``--max-words`` on either side, and pairs whose word counts differ by more than
   ``--max-ratio`` (both counted after whitespace splitting);
 * duplicates: a source that several catalogs translate keeps its most frequent
@@ -20,10 +21,16 @@ language (English -> ``--lang``, French by default) and writes a line-aligned co
 * a fixed split: the sorted sources are shuffled with ``random.Random(seed)``; the first
   ``--test`` are the test set, the next ``--valid`` the validation set, the rest train.
 
+With ``--extra-sources``, ``OUT/extra.en`` also lists the English msgids of every other
+language's catalogs that are not sources of the corpus (same filters, each once, sorted):
+source-side text with no French reference, which the verifier can translate into more
+distillation data for the drafter (the drafter learns the verifier, not the references).
+
 Catalogs differ between machines (the installed packages decide), so the corpus is not
 the project's default; ``OUT/corpus_stats.txt`` records what was read and kept.
 
-Usage: python data/make_gettext_corpus.py --out-dir DIR [--lang fr --test 1000 --valid 1000 --seed 1]
+Usage: python data/make_gettext_corpus.py --out-dir DIR [--lang fr --test 1000 --valid 1000 --seed 1
+       --extra-sources]
 """
 
 import argparse
@@ -122,6 +129,21 @@ def split_sources(sources: List[str], test: int, valid: int, seed: int) -> Dict[
     return {"test": order[:test], "valid": order[test: test + valid], "train": order[test + valid:]}
 
 
+def extra_sources(locale_dir: str, lang: str, known: set, max_words: int) -> List[str]:
+    """English msgids of the other languages' catalogs that are not in ``known`` (sorted, each once)."""
+    found = set()
+    for path in sorted(glob.glob(os.path.join(locale_dir, "*", "LC_MESSAGES", "*.mo"))):
+        if os.path.basename(os.path.dirname(os.path.dirname(path))) == lang:
+            continue
+        with open(path, "rb") as f:
+            try:
+                pairs = catalog_pairs(f.read())
+            except (ValueError, LookupError, struct.error):  # a damaged catalog or an unknown charset
+                continue
+        found.update(s for s, t in pairs if s not in known and keep_pair(s, s, max_words, 1.0))
+    return sorted(found)
+
+
 def write_lines(path: str, lines: List[str]) -> None:
     """Write ``lines`` to ``path`` atomically (a temporary file moved into place)."""
     fd, tmp = tempfile.mkstemp(dir=os.path.dirname(path), prefix=".tmp-")
@@ -140,6 +162,8 @@ def main() -> None:
     parser.add_argument("--seed", type=int, default=1)
     parser.add_argument("--max-words", type=int, default=60)
     parser.add_argument("--max-ratio", type=float, default=3.0)
+    parser.add_argument("--extra-sources", action="store_true",
+                        help="also write OUT/extra.en: other languages' English msgids not in the corpus")
     args = parser.parse_args()
 
     files = sorted(glob.glob(os.path.join(args.locale_dir, args.lang, "LC_MESSAGES", "*.mo")))
@@ -160,6 +184,10 @@ def main() -> None:
         write_lines(os.path.join(args.out_dir, f"{name}.{args.lang}"), [translation[s] for s in sources])
     stats = (f"catalogs\t{len(files)}\npairs read\t{read}\npairs kept by the filters\t{len(kept)}\n"
              f"unique sources\t{len(translation)}\n" + "".join(f"{n}\t{len(s)}\n" for n, s in splits.items()))
+    if args.extra_sources:
+        extra = extra_sources(args.locale_dir, args.lang, set(translation), args.max_words)
+        write_lines(os.path.join(args.out_dir, "extra.en"), extra)
+        stats += f"extra sources\t{len(extra)}\n"
     write_lines(os.path.join(args.out_dir, "corpus_stats.txt"), stats.rstrip("\n").split("\n"))
     print(stats, end="")
 

@@ -35,7 +35,7 @@ step_done() { times+=$(printf '\n%s\t%s s' "$1" "$((SECONDS - step_start))"); st
 if [ "$DEMO_CORPUS" = gettext ]; then
   is_done "1/7 read the $TGT gettext catalogs" "$WORK/raw/train.$TGT" || run "$PYTHON" \
     "$REPO_ROOT/data/make_gettext_corpus.py" --out-dir "$WORK/raw" --lang "$TGT" --valid "$DEMO_VALID" \
-    --test "$DEMO_TEST" --seed "$DEMO_SEED"
+    --test "$DEMO_TEST" --seed "$DEMO_SEED" ${DEMO_EXTRA_SOURCES:+--extra-sources}
 else
   is_done "1/7 generate the demo corpus" "$WORK/raw/train.$TGT" || run "$PYTHON" "$REPO_ROOT/data/make_demo_corpus.py" \
     --out-dir "$WORK/raw" --train "$DEMO_TRAIN" --valid "$DEMO_VALID" --test "$DEMO_TEST" --seed "$DEMO_SEED"
@@ -67,14 +67,19 @@ cat "$WORK/verifier_bleu.txt"
 step_done "4 verifier BLEU"
 
 log "5/7 distill the training set with the verifier (beam $DEMO_DISTILL_BEAM)"
-BEAM=$DEMO_DISTILL_BEAM bash "$REPO_ROOT/scripts/distill.sh" "$DATA" "$WORK/prep/bpe" "$VERIFIER" \
+sources=$DATA sources_bpe=$WORK/prep/bpe
+if [ -s "$WORK/raw/extra.$SRC" ]; then  # more source text to distill (gettext: other languages' msgids)
+  bash "$REPO_ROOT/scripts/add_source_text.sh" "$WORK/raw/extra.$SRC" "$WORK/prep" "$WORK/distill_sources" "$SRC" "$TGT"
+  sources=$WORK/distill_sources/bin sources_bpe=$WORK/distill_sources/bpe
+fi
+BEAM=$DEMO_DISTILL_BEAM bash "$REPO_ROOT/scripts/distill.sh" "$sources" "$sources_bpe" "$VERIFIER" \
   "$WORK/distill" "$SRC" "$TGT"
 step_done "5 distillation"
 
 log "6/7 train the drafter on the distilled data ($DEMO_DRAFTER_CONFIG)"
 bash "$REPO_ROOT/scripts/train_drafter.sh" "$WORK/distill/bin" "$WORK/drafter" "$VERIFIER" \
   "$REPO_ROOT/$DEMO_DRAFTER_CONFIG" --no-progress-bar ${DEMO_BLOCK_SIZE:+--block-size "$DEMO_BLOCK_SIZE"} \
-  ${DEMO_DRAFTER_UPDATES:+--max-update "$DEMO_DRAFTER_UPDATES"}
+  ${DEMO_DRAFTER_UPDATES:+--max-update "$DEMO_DRAFTER_UPDATES"} ${DEMO_DRAFTER_FLAGS:-}
 DRAFTER=$WORK/drafter/checkpoint_last.pt
 step_done "6 drafter"
 

@@ -82,6 +82,7 @@ class Calibration:
 
     trials: Tensor  # BINS
     accepted: Tensor  # BINS
+    _table: Optional[Tensor] = None  # accepted / trials, recomputed after each ``record``
 
     @classmethod
     def prior(cls, device) -> "Calibration":
@@ -90,7 +91,9 @@ class Calibration:
 
     def table(self) -> Tensor:
         """BINS acceptance probabilities."""
-        return self.accepted / self.trials
+        if self._table is None:
+            self._table = self.accepted / self.trials
+        return self._table
 
     def probability(self, confidence: Tensor) -> Tensor:
         """The calibrated acceptance probability of drafts with this confidence (any shape)."""
@@ -104,6 +107,7 @@ class Calibration:
         bins = confidence_bins(confidence).flatten()
         self.trials.scatter_add_(0, bins, tried.flatten())
         self.accepted.scatter_add_(0, bins, ok.flatten())
+        self._table = None
 
 
 def confidence_bins(confidence: Tensor) -> Tensor:
