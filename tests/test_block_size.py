@@ -89,10 +89,12 @@ def test_specdec_decodes_with_the_drafters_k(demo_data, tiny_verifier, tiny_draf
                                                        ["--drafter-path", str(tiny_drafter)])
     assert task.cfg.block_size is None and task.block_size == generator.block_size == TRAINED_K
     drafted = []
-    propose = generator.drafter.propose
-    generator.drafter.propose = lambda state, prefix, k: drafted.append(k) or propose(state, prefix, k)
+    drafter = generator.drafter
+    for name in ("propose", "propose_with_confidence"):  # fixed blocks call the first, adaptive ones the second
+        method = getattr(drafter, name)
+        setattr(drafter, name, lambda state, prefix, k, method=method: drafted.append(k) or method(state, prefix, k))
     generator.generate(models, sample)
-    assert drafted and set(drafted) == {TRAINED_K}
+    assert drafted and set(drafted) == {TRAINED_K}  # adaptive drafting asks for k, then verifies up to k
     assert not k_warnings(caplog)
     assert f"decoding with k={TRAINED_K}, the drafter's" in caplog.text
 
