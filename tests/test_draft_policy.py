@@ -189,3 +189,38 @@ def test_adaptive_drafting_on_the_scripted_verifier_is_greedy(script):
                 assert torch.allclose(g["positional_scores"], w["positional_scores"], atol=1e-5)
     assert stats.greedy_iterations > 0  # the first iteration of a batch size measures greedy
     assert stats.drafted_tokens > 0
+
+
+@pytest.mark.parametrize("drafter_fixture", ["chain_drafter", "feature_drafter", "tiny_drafter"])
+def test_adaptive_drafting_with_trained_drafters_is_greedy(demo_data, tiny_verifier, drafter_fixture, request):
+    """Through the task (adaptive drafting is its default): every trained drafter kind, at
+    batch 1 (a third of the test set) and 16 (all of it), returns greedy's tokens; the
+    chain drafter stops its chain early (fewer drafts than k per iteration) somewhere."""
+    from test_speculative_lossless import assert_same_tokens, decode, greedy, lossless_batches, setup
+
+    cfg, task, models = setup(demo_data, tiny_verifier, ["--drafter-path", str(request.getfixturevalue(drafter_fixture))])
+    generator = task.build_generator(models, cfg.generation)
+    assert isinstance(generator, SpeculativeGenerator) and generator.policy is not None
+    for samples in lossless_batches(task).values():
+        assert_same_tokens(decode(generator, models, samples), greedy(models, task.target_dictionary, samples))
+    stats = task.decoding_stats
+    assert 0 < stats.greedy_iterations < stats.iterations
+    if drafter_fixture == "chain_drafter":
+        drafting = stats.iterations - stats.greedy_iterations
+        assert stats.drafted_tokens < generator.block_size * drafting
+
+
+def test_adaptive_drafting_over_static_buffers_is_greedy(demo_data, tiny_verifier, chain_drafter):
+    """The --cuda-graphs path run eagerly, adaptive: whole blocks or greedy steps (a recorded
+    chain cannot stop midway), every greedy block observed at once; greedy's tokens."""
+    from test_feature_drafter import static_chain_generator
+    from test_speculative_lossless import assert_same_tokens, decode, greedy, lossless_batches, setup
+
+    cfg, task, models = setup(demo_data, tiny_verifier, ["--drafter-path", str(chain_drafter), "--fixed-block"])
+    fixed = task.build_generator(models, cfg.generation)
+    static, stats = static_chain_generator(fixed, models, task.target_dictionary, capture=False)
+    static.policy = DraftPolicy(static.block_size)
+    assert not static.observe_later
+    samples = lossless_batches(task)[16]
+    assert_same_tokens(decode(static, models, samples), greedy(models, task.target_dictionary, samples))
+    assert stats.greedy_iterations > 0

@@ -46,7 +46,8 @@ def setup_dictionary(demo_data):
 
 
 def test_chain_drafts_stay_in_the_shortlist_and_the_output_is_greedys(demo_data, tiny_verifier, chain_drafter):
-    cfg, task, models = setup(demo_data, tiny_verifier, ["--drafter-path", str(chain_drafter), "--draft-vocab", "40"])
+    cfg, task, models = setup(demo_data, tiny_verifier, ["--drafter-path", str(chain_drafter), "--draft-vocab", "40",
+                                                         "--fixed-block"])
     generator = task.build_generator(models, cfg.generation)
     drafter = generator.drafter
     assert isinstance(drafter, ChainDrafter) and drafter.shortlist.numel() == 40
@@ -66,7 +67,8 @@ def test_chain_drafts_stay_in_the_shortlist_and_the_output_is_greedys(demo_data,
 def test_static_chain_drafter_drafts_the_same_over_the_shortlist(demo_data, tiny_verifier, chain_drafter):
     """The --cuda-graphs path (run eagerly) with a shortlist: the same drafts and acceptance
     as the chain drafter over its own cache, with and without the drafter's confidence."""
-    cfg, task, models = setup(demo_data, tiny_verifier, ["--drafter-path", str(chain_drafter), "--draft-vocab", "40"])
+    cfg, task, models = setup(demo_data, tiny_verifier, ["--drafter-path", str(chain_drafter), "--draft-vocab", "40",
+                                                         "--fixed-block"])
     eager = task.build_generator(models, cfg.generation)
     static, stats = static_chain_generator(eager, models, task.target_dictionary, capture=False)
     static.drafter.shortlist = eager.drafter.shortlist

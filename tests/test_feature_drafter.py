@@ -34,7 +34,8 @@ class Recording:
 
 
 def loaded(demo_data, tiny_verifier, drafter, kind=FeatureDrafter):
-    cfg, task, models = setup(demo_data, tiny_verifier, ["--drafter-path", str(drafter)])
+    # exactly k drafts per iteration: the drafting machinery itself (adaptive drafting: test_draft_policy)
+    cfg, task, models = setup(demo_data, tiny_verifier, ["--drafter-path", str(drafter), "--fixed-block"])
     generator = task.build_generator(models, cfg.generation)
     assert isinstance(generator, SpeculativeGenerator) and type(generator.drafter) is kind
     assert generator.drafter.reuses_verifier_encoder
