@@ -5,8 +5,9 @@ saved drafter checkpoint: the drafter's learning curve as acceptance measures it
     python scripts/drafter_curve.py --data BIN --verifier V.pt --block-size 10 \
         --max-sentences 150 DRAFTER_DIR/checkpoint_*_*.pt DRAFTER_DIR/checkpoint_last.pt
 
-Each checkpoint goes through the benchmark (``fairseq_specdec.benchmark``, mode specdec,
-one untimed-warm-up-free pass); the training time is fairseq's own record in the
+Each checkpoint goes through the benchmark (``fairseq_specdec.benchmark``, mode
+specdec_fixed: exactly k drafts per iteration, so that the figure is the drafter's, not
+adaptive drafting's; one pass, no warm-up); the training time is fairseq's own record in the
 checkpoint (``previous_training_time``).
 """
 import argparse
@@ -40,9 +41,9 @@ def main(argv=None):
     for path in args.checkpoints:
         report = benchmark.main([
             "--data", args.data, "--verifier", args.verifier, "--drafter", path, "--block-size", str(args.block_size),
-            "--modes", "specdec", "--batch-sizes", str(args.batch_size), "--repeats", "1", "--warmup", "0",
+            "--modes", "specdec_fixed", "--batch-sizes", str(args.batch_size), "--repeats", "1", "--warmup", "0",
             "--max-sentences", str(args.max_sentences), "--ctranslate2", "off", "--quiet"])
-        row = next(r for r in report["rows"] if r["mode"] == "specdec")
+        row = next(r for r in report["rows"] if r["mode"] == "specdec_fixed")
         updates, seconds = training_record(path)
         rows.append({"checkpoint": path, "updates": updates, "training_s": seconds, "tok_per_iter": row["tok_per_iter"]})
         minutes = f"{seconds / 60:.1f}" if seconds is not None else "?"

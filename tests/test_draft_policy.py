@@ -6,8 +6,8 @@ import torch
 
 import fairseq_specdec  # noqa: F401
 from fairseq_specdec.decoding.draft_policy import (
-    BINS, FIRST_PROBE, PRIOR_WEIGHT, Calibration, Costs, DraftPolicy, bucket, expected_from, worth_another_step,
-    worth_drafting)
+    BINS, FIRST_PROBE, PRIOR_WEIGHT, REFRESH, Calibration, Costs, DraftPolicy, Line, bucket, expected_from,
+    worth_another_step, worth_drafting)
 from fairseq_specdec.decoding.speculative_generator import ChainStop, SpeculativeGenerator, pack_blocks
 from fairseq_specdec.decoding.stats import DecodingStats
 
@@ -20,11 +20,27 @@ def test_buckets_are_the_powers_of_two_above():
     assert [bucket(b) for b in (1, 2, 3, 4, 5, 8, 9, 32, 33)] == [1, 2, 4, 4, 8, 8, 16, 32, 64]
 
 
+def measured(greedy, base, step, **kw) -> Costs:
+    """Costs whose drafting iterations took exactly base + step * j (j = 1 and 5 measured)."""
+    line = Line()
+    for drafts in (1, 5):
+        line.add(drafts, base + step * drafts)
+    return Costs(greedy=greedy, drafting=line, **kw)
+
+
+def test_the_drafting_line_is_fitted_and_without_spread_split_over_the_drafts():
+    assert measured(0.010, 0.012, 0.002).drafting.fit(0.010) == pytest.approx((0.012, 0.002))
+    flat = Line()
+    for _ in range(3):
+        flat.add(4, 0.020)  # always 4 drafts: the slope is not identified
+    assert flat.fit(0.010) == pytest.approx((0.020 - 4 * 0.002, 0.002))  # (20 - 10) / (4 + 1) ms a draft
+    assert Line().fit(0.010) is None
+
+
 def test_drafting_is_worth_it_when_its_tokens_per_second_beat_greedy():
-    # greedy: 1 token per 10 ms; drafting 3 steps: 10 + 2 * 4 = 18 ms
-    costs = Costs(greedy=0.010, step=0.002, drafted_steps=3.0)
-    assert worth_drafting(Costs(**{**vars(costs), "drafted_tokens": 1.9}))  # 1.9 / 18 ms > 1 / 10 ms
-    assert not worth_drafting(Costs(**{**vars(costs), "drafted_tokens": 1.7}))  # 1.7 / 18 ms < 1 / 10 ms
+    # greedy: 1 token per 10 ms; drafting 3 drafts: 12 + 2 * 3 = 18 ms
+    assert worth_drafting(measured(0.010, 0.012, 0.002, drafted_steps=3.0, drafted_tokens=1.9))  # 1.9 / 18 > 1 / 10
+    assert not worth_drafting(measured(0.010, 0.012, 0.002, drafted_steps=3.0, drafted_tokens=1.7))
 
 
 def test_before_anything_is_measured_greedy_comes_first_then_drafting():
@@ -33,7 +49,7 @@ def test_before_anything_is_measured_greedy_comes_first_then_drafting():
 
 
 def test_one_more_step_pays_when_its_expected_tokens_outgrow_its_cost():
-    costs = Costs(greedy=0.010, step=0.002)
+    costs = measured(0.010, 0.012, 0.002)
     # 2 drafts: 16 ms for 2.5 tokens (0.156 per ms); a third: 18 ms
     assert worth_another_step(2.5, 0.40, 2, costs)  # 2.9 / 18 = 0.161
     assert not worth_another_step(2.5, 0.25, 2, costs)  # 2.75 / 18 = 0.153
@@ -66,6 +82,15 @@ def test_the_prior_trusts_the_confidence():
 
 # ---------------------------------------------------------------- the policy over iterations
 
+def test_probes_wait_until_the_drafter_is_in_step():
+    policy = DraftPolicy(max_drafts=4)
+    for k in (0, 0, 4):
+        policy.record(1, k, 1.0 if k == 0 else 1.1, 0.010 if k == 0 else 0.040)  # drafting loses
+    choices = [policy.block_for(1, in_step=False) for _ in range(3 * FIRST_PROBE)]
+    assert set(choices) == {0}  # a probe would first have to catch the drafter up
+    assert policy.block_for(1, in_step=True) == 4
+
+
 def test_greedy_when_drafting_loses_with_probes_at_doubling_intervals():
     policy = DraftPolicy(max_drafts=4)
     choices = []
@@ -74,7 +99,7 @@ def test_greedy_when_drafting_loses_with_probes_at_doubling_intervals():
         choices.append(k)
         # greedy: 10 ms a token; drafting: 30 ms for 1.2 tokens (a drafter that is rarely right)
         policy.record(1, k, 1.0 if k == 0 else 1.2, 0.010 if k == 0 else 0.030)
-    assert choices[:2] == [0, 4]  # measure greedy, then drafting
+    assert choices[:3] == [0, 0, 4]  # measure greedy (the very first iteration is not counted), then drafting
     probes = [i for i, k in enumerate(choices) if k > 0][1:]
     gaps = [b - a for a, b in zip(probes, probes[1:])]
     assert len(gaps) >= 2 and gaps[0] > FIRST_PROBE
@@ -85,12 +110,13 @@ def test_greedy_when_drafting_loses_with_probes_at_doubling_intervals():
 def test_drafting_continues_while_it_wins():
     policy = DraftPolicy(max_drafts=4)
     choices = []
-    for _ in range(30):
+    for _ in range(2 * REFRESH + 4):
         k = policy.block_for(8)
         choices.append(k)
         policy.record(8, k, 1.0 if k == 0 else 3.5, 0.010 if k == 0 else 0.020)
-    assert choices[0] == 0 and set(choices[1:]) == {4}
-    assert policy.greedy_iterations == 1 and policy.drafting_iterations == 29
+    assert choices[:3] == [0, 0, 4]
+    # a greedy step after every REFRESH drafting iterations keeps the greedy cost measured
+    assert [i for i, k in enumerate(choices) if k == 0] == [0, 1, 2 + REFRESH, 3 + 2 * REFRESH]
 
 
 def test_each_batch_size_bucket_has_its_own_costs():
@@ -105,8 +131,9 @@ def test_each_batch_size_bucket_has_its_own_costs():
 
 def test_the_chain_stops_where_the_calibrated_reach_is_too_small():
     policy = DraftPolicy(max_drafts=6)
+    policy.record(1, 0, 1.0, 0.010)  # the very first iteration: not counted
     policy.record(1, 0, 1.0, 0.010)
-    policy.record(1, 6, 4.0, 0.024)  # one step = 2 ms, greedy 10 ms
+    policy.record(1, 6, 4.0, 0.024)  # one step = (24 - 10) / 7 = 2 ms, greedy 10 ms
     sure, unsure = torch.tensor([0.97]), torch.tensor([0.15])
     stop = ChainStop(policy, 1, eos=2)
     assert [stop(torch.tensor([5]), sure) for _ in range(3)] == [True, True, True]
@@ -224,3 +251,15 @@ def test_adaptive_drafting_over_static_buffers_is_greedy(demo_data, tiny_verifie
     samples = lossless_batches(task)[16]
     assert_same_tokens(decode(static, models, samples), greedy(models, task.target_dictionary, samples))
     assert stats.greedy_iterations > 0
+
+
+def test_a_new_bucket_starts_from_its_nearest_neighbour_and_learns_its_own():
+    policy = DraftPolicy(max_drafts=4)
+    for _ in range(10):  # batch 32: drafting loses
+        policy.record(32, 0, 1.0, 0.010)
+        policy.record(32, 4, 1.5, 0.040)
+    assert policy.block_for(20) == 0 and policy.block_for(12) == 0  # bucket 16 inherits the verdict
+    costs = policy.bucket_costs(12)
+    assert costs.greedy == pytest.approx(policy.bucket_costs(32).greedy)
+    policy.record(12, 0, 1.0, 0.004)  # its own first measurement weighs as much as the inherited one
+    assert costs.greedy == pytest.approx((policy.bucket_costs(32).greedy + 0.004) / 2)

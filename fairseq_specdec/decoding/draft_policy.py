@@ -14,10 +14,13 @@ which token is committed):
   is worth its cost when the tokens it is expected to add, per the calibrated acceptance
   of the drafts so far, raise the expected tokens per second of the iteration.
 
-The cost model per batch-size bucket (powers of two) is ``T(j) = g + c * (j + 1)``: a
-greedy iteration costs ``g``; an iteration with j drafts costs one unit ``c`` per chained
-step plus one for the drafter's forward over the verified block (and the verifier's
-extra positions). Both are running means of measured wall times.
+The cost model per batch-size bucket (powers of two): a greedy iteration costs ``g`` (a
+running mean of measured wall times; a greedy step is taken now and then while drafting
+wins, to keep it measured), an iteration with j drafts ``base + step * j`` (a least-squares
+line through the measured drafting iterations, recent ones weighing more). Only the
+difference matters: ``step`` is what one more draft costs (a drafter step and one more
+verified position), ``base - g`` what drafting costs at all (the drafter's forward over the
+verified block). A new bucket starts from its nearest neighbour's estimates.
 
 Calibration maps the drafter's confidence (its softmax probability of the drafted
 token) to the probability that the verifier accepts the draft given that the earlier
@@ -26,7 +29,7 @@ confidence, updated on the device after every iteration and read by the host onl
 small table.
 """
 from dataclasses import dataclass, field
-from typing import Dict, List, Optional
+from typing import Dict, List, Optional, Tuple
 
 import torch
 from torch import Tensor
@@ -35,6 +38,7 @@ BINS = 10  # confidence bins of the calibration table
 PRIOR_WEIGHT = 2.0  # pseudo-trials per bin at the bin's centre (trust the confidence at first)
 DECAY = 0.9  # weight of the past in the running means (about the last 10 iterations)
 FIRST_PROBE, LAST_PROBE = 4, 64  # greedy iterations before drafting is tried again (doubling)
+REFRESH = 32  # drafting iterations between greedy steps that keep the greedy cost measured
 
 
 def bucket(batch_size: int) -> int:
@@ -43,37 +47,90 @@ def bucket(batch_size: int) -> int:
 
 
 @dataclass
+class Line:
+    """Least squares of drafting iterations' wall time on their number of drafts j, with
+    exponentially decaying weights: ``time(j) = base + step * j``."""
+
+    weight: float = 0.0  # sum of w
+    x: float = 0.0  # sum of w j
+    xx: float = 0.0  # sum of w j^2
+    y: float = 0.0  # sum of w t
+    xy: float = 0.0  # sum of w j t
+
+    def add(self, drafts: float, seconds: float) -> None:
+        self.weight, self.x, self.xx, self.y, self.xy = (
+            DECAY * self.weight + 1.0, DECAY * self.x + drafts, DECAY * self.xx + drafts * drafts,
+            DECAY * self.y + seconds, DECAY * self.xy + drafts * seconds)
+
+    def fit(self, greedy: Optional[float]) -> Optional[Tuple[float, float]]:
+        """(base, step), or None before any drafting iteration. Where j hardly varied the
+        slope is not identified: then the time beyond a greedy step is spread over the j
+        drafts and the drafter's forward over the verified block (``(t - g) / (j + 1)``)."""
+        if self.weight == 0.0:
+            return None
+        mean_x, mean_y = self.x / self.weight, self.y / self.weight
+        spread = self.xx / self.weight - mean_x * mean_x
+        if spread > 0.25:  # j varied by about half a draft or more
+            step = (self.xy / self.weight - mean_x * mean_y) / spread
+        else:
+            step = (mean_y - greedy) / (mean_x + 1.0) if greedy is not None else 0.0
+        step = max(step, 0.0)
+        return mean_y - step * mean_x, step
+
+
+@dataclass
 class Costs:
     """Running estimates of one bucket (seconds, tokens per iteration); None: not measured yet."""
 
     greedy: Optional[float] = None  # g: a greedy iteration
-    step: Optional[float] = None  # c: one drafter step (and one more verified position)
+    drafting: Line = field(default_factory=Line)  # a drafting iteration's time against its drafts
     drafted_tokens: Optional[float] = None  # tokens committed per row and drafting iteration
     drafted_steps: Optional[float] = None  # drafts per drafting iteration
     probe_every: int = FIRST_PROBE  # greedy iterations between probes of drafting
     since_probe: int = 0  # greedy iterations since drafting last ran
+    since_greedy: int = 0  # drafting iterations since the last greedy one
+    observed: Dict[str, int] = field(default_factory=dict)  # measurements behind each running mean
 
+    def update(self, name: str, value: float) -> None:
+        """Fold a measurement into estimate ``name``: the plain mean of the first ones, then a
+        running mean that forgets (``DECAY``)."""
+        count = self.observed[name] = self.observed.get(name, 0) + 1
+        old = getattr(self, name)
+        setattr(self, name, value if old is None else old + max(1.0 / count, 1.0 - DECAY) * (value - old))
 
-def running(old: Optional[float], new: float) -> float:
-    return new if old is None else DECAY * old + (1.0 - DECAY) * new
+    def inherited(self) -> "Costs":
+        """A new bucket's start from this one's estimates, each worth one measurement there."""
+        line = self.drafting
+        scale = 1.0 / line.weight if line.weight > 0 else 0.0
+        return Costs(self.greedy, Line(*(scale * v for v in (line.weight, line.x, line.xx, line.y, line.xy))),
+                     self.drafted_tokens, self.drafted_steps, self.probe_every,
+                     observed={name: 1 for name in self.observed})
+
+    def drafting_time(self, drafts: float) -> Optional[float]:
+        fitted = self.drafting.fit(self.greedy)
+        return None if fitted is None else fitted[0] + fitted[1] * drafts
+
+    def step(self) -> Optional[float]:
+        fitted = self.drafting.fit(self.greedy)
+        return None if fitted is None else fitted[1]
 
 
 def worth_drafting(costs: Costs) -> bool:
     """Whether a drafting iteration is expected to commit more tokens per second than a greedy one."""
-    if costs.greedy is None or costs.step is None or costs.drafted_tokens is None:
+    if costs.greedy is None or costs.drafted_tokens is None:
         return costs.greedy is not None  # measure greedy first, then drafting
-    drafting_time = costs.greedy + costs.step * (costs.drafted_steps + 1.0)
-    return costs.drafted_tokens / drafting_time >= 1.0 / costs.greedy
+    return costs.drafted_tokens / max(costs.drafting_time(costs.drafted_steps), 1e-9) >= 1.0 / costs.greedy
 
 
 def worth_another_step(expected: float, gain: float, drafts: int, costs: Costs) -> bool:
     """With ``drafts`` drafts made and ``expected`` tokens expected from them (the verifier's
     own token included), whether one more draft adding ``gain`` expected tokens raises the
     iteration's tokens per second."""
-    if costs.greedy is None or costs.step is None:
+    step = costs.step()
+    if step is None:
         return True  # nothing measured: draft the whole block
-    now = costs.greedy + costs.step * (drafts + 1)
-    return (expected + gain) * now > expected * (now + costs.step)
+    now = max(costs.drafting_time(drafts), 1e-9)
+    return (expected + gain) * now > expected * (now + step)
 
 
 @dataclass
@@ -124,18 +181,30 @@ class DraftPolicy:
     calibration: Optional[Calibration] = None
     drafted: int = 0  # drafts made, over the run
     greedy_iterations: int = 0  # iterations that drafted nothing
+    recorded: int = 0  # iterations recorded
     drafting_iterations: int = 0
 
     def bucket_costs(self, batch_size: int) -> Costs:
-        return self.costs.setdefault(bucket(batch_size), Costs())
+        """The estimates of the batch size's bucket; a new bucket starts from its nearest
+        measured neighbour's (rows finish and a batch moves down the buckets: exploring each
+        afresh would cost more than it learns)."""
+        key = bucket(batch_size)
+        if key not in self.costs:
+            nearest = min(self.costs, key=lambda b: abs(b.bit_length() - key.bit_length()), default=None)
+            self.costs[key] = Costs() if nearest is None else self.costs[nearest].inherited()
+        return self.costs[key]
 
-    def block_for(self, batch_size: int) -> int:
-        """The most drafts of the next iteration of a batch of ``batch_size`` rows: k, or 0 for a greedy step."""
+    def block_for(self, batch_size: int, in_step: bool = True) -> int:
+        """The most drafts of the next iteration of a batch of ``batch_size`` rows: k, or 0 for
+        a greedy step. ``in_step``: the drafter has observed every committed token (a probe
+        of drafting is taken only then: catching up is part of what drafting would cost)."""
         costs = self.bucket_costs(batch_size)
         if worth_drafting(costs):
+            if costs.since_greedy >= REFRESH and in_step:
+                return 0  # keep the greedy step's cost measured (the first ones may be cold)
             return self.max_drafts
         costs.since_probe += 1
-        if costs.greedy is not None and costs.since_probe > costs.probe_every:
+        if costs.greedy is not None and costs.since_probe > costs.probe_every and in_step:
             return self.max_drafts  # probe: conditions (the sentence, the batch) may have changed
         return 0
 
@@ -159,16 +228,20 @@ class DraftPolicy:
         per row, its wall time, and with the drafts' confidences (B x j) and accepted counts
         (B) the calibration."""
         costs = self.bucket_costs(batch_size)
+        first, self.recorded = self.recorded == 0, self.recorded + 1
         if drafts == 0:
             self.greedy_iterations += 1
-            costs.greedy = running(costs.greedy, seconds)
+            costs.since_greedy = 0
+            if not first:  # the very first iteration pays one-time costs
+                costs.update("greedy", seconds)
             return
         self.drafting_iterations += 1
         self.drafted += drafts * batch_size
-        if costs.greedy is not None:
-            costs.step = running(costs.step, max(seconds - costs.greedy, 0.0) / (drafts + 1))
-        costs.drafted_tokens = running(costs.drafted_tokens, tokens_per_row)
-        costs.drafted_steps = running(costs.drafted_steps, float(drafts))
+        costs.since_greedy += 1
+        if not first:
+            costs.drafting.add(drafts, seconds)
+        costs.update("drafted_tokens", tokens_per_row)
+        costs.update("drafted_steps", float(drafts))
         if costs.since_probe > 0:  # this was a probe (or the first drafting iteration)
             won = worth_drafting(costs)
             costs.probe_every = FIRST_PROBE if won else min(2 * costs.probe_every, LAST_PROBE)

@@ -83,10 +83,9 @@ class SpeculativeGenerator(BlockwiseGenerator):
         longest = 1  # on the host: the active rows' longest committed length (BOS included), or more
         pending = Unobserved()  # verified blocks the drafter has not seen (greedy iterations)
         while active.numel() > 0:
-            began = time.perf_counter()
+            began, pending.flush_seconds = time.perf_counter(), 0.0
             with stats.timed("drafter", device):
                 drafting, drafts, confidence = self._draft(drafting, pending, committed, active, longest)
-            catching_up = time.perf_counter() - began if pending.caught_up else 0.0
             n = drafts.size(1)
             with stats.timed("verifier", device):
                 lprobs, states = self.verifier.score(state, committed.last_token(active), drafts)
@@ -107,7 +106,7 @@ class SpeculativeGenerator(BlockwiseGenerator):
                     drafting = self.drafter.observe(drafting, states, plan.tokens, plan.count)
             if self.policy is not None:
                 self.policy.record(len(finished), n, total / len(finished),
-                                   time.perf_counter() - began - catching_up, confidence, plan.num_accepted)
+                                   time.perf_counter() - began - pending.flush_seconds, confidence, plan.num_accepted)
             if any(finished):  # retire them (all of them: the loop ends)
                 keep = unfinished_rows(finished, device)
                 active = active[keep]
@@ -121,7 +120,7 @@ class SpeculativeGenerator(BlockwiseGenerator):
         """This iteration's drafts (B x n, n = 0 for a greedy step) and, when the policy
         drafted them, their probabilities (B x n); the drafter first observes the blocks it missed."""
         policy, bsz = self.policy, active.numel()
-        k = self.block_size if policy is None else policy.block_for(bsz)
+        k = self.block_size if policy is None else policy.block_for(bsz, in_step=not pending.blocks)
         if k == 0:
             return drafting, active.new_empty((bsz, 0)), None
         drafting = pending.flush(self.drafter, drafting)
@@ -164,7 +163,7 @@ class Unobserved:
 
     def __init__(self):
         self.blocks: List[Tuple[Tensor, Tensor, Tensor]] = []  # (states B x n x C, tokens B x n, counts B)
-        self.caught_up = False  # the last flush observed something
+        self.flush_seconds = 0.0  # wall time of the last flush (not a cost of that iteration's drafting)
 
     def add(self, states: Tensor, tokens: Tensor, counts: Tensor) -> None:
         n = states.size(1)
@@ -174,12 +173,14 @@ class Unobserved:
         self.blocks = [(s[rows], t[rows], c[rows]) for s, t, c in self.blocks]
 
     def flush(self, drafter, drafting):
-        self.caught_up = bool(self.blocks)
         if not self.blocks:
             return drafting
+        began = time.perf_counter()
         states, tokens, counts = pack_blocks(self.blocks)
         self.blocks = []
-        return drafter.observe(drafting, states, tokens, counts)
+        drafting = drafter.observe(drafting, states, tokens, counts)
+        self.flush_seconds = time.perf_counter() - began
+        return drafting
 
 
 def pack_blocks(blocks: List[Tuple[Tensor, Tensor, Tensor]]) -> Tuple[Tensor, Tensor, Tensor]:
