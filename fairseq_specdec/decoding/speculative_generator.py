@@ -76,8 +76,10 @@ class SpeculativeGenerator(BlockwiseGenerator):
         tally = BatchTally(k, device)
         with stats.timed("verifier", device):
             state = self.verifier.start(net_input, capacity=max_len + k + 2)
-        with stats.timed("drafter", device):
-            drafting = self.drafter.start(net_input, verifier_encoder_out=state.encoder_out)
+        drafting = None  # the drafter starts at the batch's first drafting iteration (a greedy batch never starts it)
+        if not self.observe_later:
+            with stats.timed("drafter", device):
+                drafting = self.drafter.start(net_input, verifier_encoder_out=state.encoder_out)
         active = torch.arange(committed.tokens.size(0), device=device)
         offsets = torch.arange(k + 1, device=device).unsqueeze(0)
         longest = 1  # on the host: the active rows' longest committed length (BOS included), or more
@@ -85,7 +87,8 @@ class SpeculativeGenerator(BlockwiseGenerator):
         while active.numel() > 0:
             began, pending.flush_seconds = time.perf_counter(), 0.0
             with stats.timed("drafter", device):
-                drafting, drafts, confidence = self._draft(drafting, pending, committed, active, longest)
+                drafting, drafts, confidence = self._draft(drafting, pending, committed, active, longest, net_input,
+                                                           state.encoder_out)
             n = drafts.size(1)
             with stats.timed("verifier", device):
                 lprobs, states = self.verifier.score(state, committed.last_token(active), drafts)
@@ -111,18 +114,24 @@ class SpeculativeGenerator(BlockwiseGenerator):
                 keep = unfinished_rows(finished, device)
                 active = active[keep]
                 state = self.verifier.select(state, keep)
-                drafting = self.drafter.select(drafting, keep)
+                if drafting is not None:
+                    drafting = self.drafter.select(drafting, keep)
                 pending.select(keep)
         tally.flush(stats)
 
     def _draft(self, drafting, pending: "Unobserved", committed: CommittedTokens, active: Tensor,
-               longest: int) -> Tuple[Any, Tensor, Optional[Tensor]]:
+               longest: int, net_input, encoder_out) -> Tuple[Any, Tensor, Optional[Tensor]]:
         """This iteration's drafts (B x n, n = 0 for a greedy step) and, when the policy
-        drafted them, their probabilities (B x n); the drafter first observes the blocks it missed."""
+        drafted them, their probabilities (B x n); the drafter first starts (on the rows
+        still decoding, whose encoder output is ``encoder_out``) and observes the blocks it missed."""
         policy, bsz = self.policy, active.numel()
         k = self.block_size if policy is None else policy.block_for(bsz, in_step=not pending.blocks)
         if k == 0:
             return drafting, active.new_empty((bsz, 0)), None
+        if drafting is None:
+            rows = net_input if bsz == net_input["src_tokens"].size(0) else {
+                "src_tokens": net_input["src_tokens"][active], "src_lengths": net_input["src_lengths"][active]}
+            drafting = self.drafter.start(rows, verifier_encoder_out=encoder_out)
         drafting = pending.flush(self.drafter, drafting)
         prefix = committed.prefix(active, longest)
         if policy is None:
