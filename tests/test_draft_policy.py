@@ -1,6 +1,8 @@
 """Adaptive drafting (``decoding.draft_policy``): the two decisions on hand-built costs and
 confidences, the calibration counts, the packing of blocks a drafter observes late, and
 the whole loop: lossless on the scripted verifier and with the trained chain drafter."""
+from types import SimpleNamespace
+
 import pytest
 import torch
 
@@ -8,7 +10,7 @@ import fairseq_specdec  # noqa: F401
 from fairseq_specdec.decoding.draft_policy import (
     BINS, FIRST_PROBE, PRIOR_WEIGHT, REFRESH, Calibration, Costs, DraftPolicy, Line, bucket, expected_from,
     worth_another_step, worth_drafting)
-from fairseq_specdec.decoding.speculative_generator import ChainStop, SpeculativeGenerator, pack_blocks
+from fairseq_specdec.decoding.speculative_generator import ChainStop, SpeculativeGenerator, Unobserved
 from fairseq_specdec.decoding.stats import DecodingStats
 
 from scripted_models import FixedDrafter, bigram_verifier, sample, table_from, tiny_dictionary
@@ -147,17 +149,17 @@ def test_the_chain_stops_where_the_calibrated_reach_is_too_small():
 
 # ---------------------------------------------------------------- late observation
 
-def test_blocks_packed_keep_each_rows_committed_entries_in_order():
-    # two rows, three blocks of widths 1, 3, 1 with counts (1, 1), (2, 3), (1, 1)
-    def block(values, counts):
-        t = torch.tensor(values)
-        return t.unsqueeze(-1).float().expand(-1, -1, 2).clone(), t, torch.tensor(counts)
-
-    blocks = [block([[1], [10]], [1, 1]), block([[2, 3, 99], [11, 12, 13]], [2, 3]), block([[4], [14]], [1, 1])]
-    states, tokens, counts = pack_blocks(blocks)
-    assert counts.tolist() == [4, 5]
-    assert tokens[0, :4].tolist() == [1, 2, 3, 4] and tokens[1, :5].tolist() == [10, 11, 12, 13, 14]
-    assert states[0, :4, 1].tolist() == [1, 2, 3, 4] and states.shape == (2, 5, 2)
+def test_greedy_blocks_wait_side_by_side_and_leave_with_their_rows():
+    pending = Unobserved()
+    assert pending.empty
+    for step in range(3):  # two rows, one state (C = 2) and one token per greedy step
+        pending.add(torch.full((2, 1, 2), float(step)), torch.tensor([[10 + step], [20 + step]]), torch.ones(2))
+    pending.select(torch.tensor([1]))
+    assert pending.tokens.tolist() == [[20, 21, 22]] and pending.states[0, :, 0].tolist() == [0.0, 1.0, 2.0]
+    seen = []
+    pending.flush(SimpleNamespace(observe=lambda state, *block: seen.append(block) or "observed"), None)
+    (states, tokens, counts), = seen
+    assert counts.tolist() == [3] and tokens.tolist() == [[20, 21, 22]] and pending.empty
 
 
 def test_a_chain_drafter_observing_late_drafts_as_one_that_observed_each_block(demo_data, tiny_verifier,
@@ -175,13 +177,15 @@ def test_a_chain_drafter_observing_late_drafts_as_one_that_observed_each_block(d
     src[:, -1] = dictionary.eos()
     net_input = {"src_tokens": src, "src_lengths": torch.full((3,), 7)}
     dim = drafter_model.decoder.embed_tokens.embedding_dim
-    blocks = [(torch.randn(3, n, dim), torch.randint(dictionary.nspecial, len(dictionary), (3, n)),
-               torch.tensor(c)) for n, c in ((1, [1, 1, 1]), (3, [2, 3, 1]), (1, [1, 1, 1]), (2, [2, 1, 2]))]
+    blocks = [(torch.randn(3, 1, dim), torch.randint(dictionary.nspecial, len(dictionary), (3, 1)),
+               torch.ones(3, dtype=torch.long)) for _ in range(4)]  # four greedy steps
+    pending = Unobserved()
     with torch.no_grad():
         a, b = eager.start(net_input), late.start(net_input)
         for block in blocks:
             a = eager.observe(a, *block)
-        b = late.observe(b, *pack_blocks(blocks))
+            pending.add(*block)
+        b = pending.flush(late, b)
         assert torch.equal(a.cache.length, b.cache.length)
         assert torch.allclose(a.predicted, b.predicted, atol=1e-5)
         for (ka, va), (kb, vb) in zip(a.cache.target, b.cache.target):

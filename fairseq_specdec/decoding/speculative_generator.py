@@ -125,7 +125,7 @@ class SpeculativeGenerator(BlockwiseGenerator):
         drafted them, their probabilities (B x n); the drafter first starts (on the rows
         still decoding, whose encoder output is ``encoder_out``) and observes the blocks it missed."""
         policy, bsz = self.policy, active.numel()
-        k = self.block_size if policy is None else policy.block_for(bsz, in_step=not pending.blocks)
+        k = self.block_size if policy is None else policy.block_for(bsz, in_step=pending.empty)
         if k == 0:
             return drafting, active.new_empty((bsz, 0)), None
         if drafting is None:
@@ -167,48 +167,39 @@ class ChainStop:
 
 
 class Unobserved:
-    """Verified blocks of greedy iterations that a drafter has not observed yet: it sees
-    them all in one ``observe`` when drafting resumes (``pack_blocks``)."""
+    """The greedy steps' verified blocks (one state and one token per row each) that a
+    drafter has not observed yet, kept side by side: it observes them in one forward when
+    drafting resumes."""
 
     def __init__(self):
-        self.blocks: List[Tuple[Tensor, Tensor, Tensor]] = []  # (states B x n x C, tokens B x n, counts B)
+        self.states: Optional[Tensor] = None  # B x W x C
+        self.tokens: Optional[Tensor] = None  # B x W
         self.flush_seconds = 0.0  # wall time of the last flush (not a cost of that iteration's drafting)
 
+    @property
+    def empty(self) -> bool:
+        return self.states is None
+
     def add(self, states: Tensor, tokens: Tensor, counts: Tensor) -> None:
-        n = states.size(1)
-        self.blocks.append((states.clone(), tokens[:, :n], counts))
+        """A greedy step's block: B x 1 states, the B tokens committed after them (``counts`` all 1)."""
+        assert states.size(1) == 1, f"a greedy step verifies one position per row, got {states.size(1)}"
+        states, tokens = states.clone(), tokens[:, :1]
+        self.states = states if self.states is None else torch.cat([self.states, states], 1)
+        self.tokens = tokens if self.tokens is None else torch.cat([self.tokens, tokens], 1)
 
     def select(self, rows: Tensor) -> None:
-        self.blocks = [(s[rows], t[rows], c[rows]) for s, t, c in self.blocks]
+        if self.states is not None:
+            self.states, self.tokens = self.states[rows], self.tokens[rows]
 
     def flush(self, drafter, drafting):
-        if not self.blocks:
+        if self.states is None:
             return drafting
         began = time.perf_counter()
-        states, tokens, counts = pack_blocks(self.blocks)
-        self.blocks = []
-        drafting = drafter.observe(drafting, states, tokens, counts)
+        counts = torch.full((self.states.size(0),), self.states.size(1), dtype=torch.long, device=self.states.device)
+        drafting = drafter.observe(drafting, self.states, self.tokens, counts)
+        self.states = self.tokens = None
         self.flush_seconds = time.perf_counter() - began
         return drafting
-
-
-def pack_blocks(blocks: List[Tuple[Tensor, Tensor, Tensor]]) -> Tuple[Tensor, Tensor, Tensor]:
-    """Consecutive verified blocks as one: row b of block i keeps its first ``counts_i[b]``
-    entries, which follow the kept entries of the blocks before it. Returns states
-    (B x W x C, W = the blocks' widths summed), tokens (B x W) and counts (B); the
-    entries of a row past its count are left over (unread)."""
-    first_states = blocks[0][0]
-    bsz, dim = first_states.size(0), first_states.size(2)
-    width = sum(s.size(1) for s, _, _ in blocks)
-    states = first_states.new_zeros((bsz, width, dim))
-    tokens = blocks[0][1].new_zeros((bsz, width))
-    offset = torch.zeros(bsz, dtype=torch.long, device=first_states.device)
-    for block_states, block_tokens, counts in blocks:  # in order: a block's leftovers are overwritten by the next
-        columns = offset.unsqueeze(1) + torch.arange(block_states.size(1), device=offset.device)  # B x n
-        states.scatter_(1, columns.unsqueeze(-1).expand_as(block_states), block_states)
-        tokens.scatter_(1, columns, block_tokens)
-        offset = offset + counts
-    return states, tokens, offset
 
 
 class LeanGreedyGenerator(SpeculativeGenerator):
