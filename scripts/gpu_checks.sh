@@ -50,7 +50,7 @@ fi
 if [[ " $STAGES " == *" bench "* ]]; then
   bench=(python3 -m fairseq_specdec.benchmark --data "$DIR/bin" --verifier "$DIR/verifier.pt" --drafter "$DIR/drafter.pt"
          --device cuda --batch-sizes 1,8,32 --bounds --repeats 1 --warmup 1 --max-sentences "$N" --ctranslate2 off
-         --max-len-a 1.2 --max-len-b 10 --no-plots --modes greedy,greedy_lean,beam5,specdec)
+         --max-len-a 1.2 --max-len-b 10 --no-plots --modes greedy,greedy_lean,beam5,specdec,specdec_fixed)
   timeout 240 "${bench[@]}" --cuda-graphs --out-dir "$OUT/bench_graphs" > "$OUT/bench_graphs.log" 2>&1
   stage "benchmark --cuda-graphs rc $?"
   timeout 240 "${bench[@]}" --out-dir "$OUT/bench_eager" > "$OUT/bench_eager.log" 2>&1
