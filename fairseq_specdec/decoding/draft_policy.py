@@ -9,7 +9,8 @@ which token is committed):
   one position and the drafter is not run at all). Drafting is kept while its measured
   throughput (tokens committed per second of a drafting iteration) beats the greedy
   step's; otherwise decoding goes greedy and probes drafting again after a number of
-  greedy iterations that doubles after each losing probe.
+  greedy iterations that doubles after each losing probe and keeps the probes' extra cost
+  within 5% of the greedy time.
 * **inside the chain** (drafters that draft step by step): after each step, one more draft
   is worth its cost when the tokens it is expected to add, per the calibrated acceptance
   of the drafts so far, raise the expected tokens per second of the iteration.
@@ -39,6 +40,7 @@ PRIOR_WEIGHT = 2.0  # pseudo-trials per bin at the bin's centre (trust the confi
 DECAY = 0.9  # weight of the past in the running means (about the last 10 iterations)
 FIRST_PROBE, LAST_PROBE = 4, 64  # greedy iterations before drafting is tried again (doubling)
 REFRESH = 32  # drafting iterations between greedy steps that keep the greedy cost measured
+PROBE_SHARE = 0.05  # a probe costs at most this share of the greedy time since the last one
 
 
 def bucket(batch_size: int) -> int:
@@ -120,6 +122,16 @@ def worth_drafting(costs: Costs) -> bool:
     if costs.greedy is None or costs.drafted_tokens is None:
         return costs.greedy is not None  # measure greedy first, then drafting
     return costs.drafted_tokens / max(costs.drafting_time(costs.drafted_steps), 1e-9) >= 1.0 / costs.greedy
+
+
+def probe_wait(costs: Costs, max_drafts: int) -> float:
+    """Greedy iterations before drafting is probed again: ``probe_every`` (doubled after each
+    lost probe), and at least as many as keep a probe's extra cost within ``PROBE_SHARE`` of
+    the greedy time in between (a probe of a batch of 32 rows on a CPU costs several greedy steps)."""
+    drafting = costs.drafting_time(costs.drafted_steps if costs.drafted_steps is not None else max_drafts)
+    if drafting is None or not costs.greedy:
+        return costs.probe_every
+    return max(costs.probe_every, (drafting - costs.greedy) / (PROBE_SHARE * costs.greedy))
 
 
 def worth_another_step(expected: float, gain: float, drafts: int, costs: Costs) -> bool:
@@ -204,7 +216,7 @@ class DraftPolicy:
                 return 0  # keep the greedy step's cost measured (the first ones may be cold)
             return self.max_drafts
         costs.since_probe += 1
-        if costs.greedy is not None and costs.since_probe > costs.probe_every and in_step:
+        if costs.greedy is not None and costs.since_probe > probe_wait(costs, self.max_drafts) and in_step:
             return self.max_drafts  # probe: conditions (the sentence, the batch) may have changed
         return 0
 
