@@ -8,7 +8,7 @@ import torch
 
 import fairseq_specdec  # noqa: F401
 from fairseq_specdec.decoding.draft_policy import (
-    BINS, FIRST_PROBE, PRIOR_WEIGHT, REFRESH, Calibration, Costs, DraftPolicy, Line, bucket, expected_from,
+    BINS, FIRST_PROBE, PRIOR_WEIGHT, REFRESH, Calibration, Costs, DraftPolicy, Line, bucket,
     worth_another_step, worth_drafting)
 from fairseq_specdec.decoding.speculative_generator import ChainStop, SpeculativeGenerator, Unobserved
 from fairseq_specdec.decoding.stats import DecodingStats
@@ -58,11 +58,6 @@ def test_one_more_step_pays_when_its_expected_tokens_outgrow_its_cost():
     assert worth_another_step(1.0, 0.0, 1, Costs())  # nothing measured: the whole block
 
 
-def test_expected_tokens_multiply_the_acceptance_along_the_chain():
-    p = [torch.tensor([0.5, 1.0]), torch.tensor([0.5, 0.0])]
-    assert expected_from(p) == pytest.approx(1 + 0.75 + 0.125)
-
-
 # ---------------------------------------------------------------- calibration
 
 def test_calibration_counts_a_draft_only_when_its_predecessors_were_accepted():
@@ -84,6 +79,17 @@ def test_the_prior_trusts_the_confidence():
 
 # ---------------------------------------------------------------- the policy over iterations
 
+def simulate(policy, batch_size, iterations, greedy_s, drafting_s, drafting_tokens):
+    """The policy's choices over ``iterations`` iterations whose greedy steps take ``greedy_s``
+    and whose drafting iterations take ``drafting_s`` for ``drafting_tokens`` tokens a row."""
+    choices = []
+    for _ in range(iterations):
+        k = policy.block_for(batch_size)
+        choices.append(k)
+        policy.record(batch_size, k, 1.0 if k == 0 else drafting_tokens, greedy_s if k == 0 else drafting_s)
+    return choices
+
+
 def test_probes_wait_until_the_drafter_is_in_step():
     policy = DraftPolicy(max_drafts=4)
     for k in (0, 0, 4):
@@ -94,13 +100,8 @@ def test_probes_wait_until_the_drafter_is_in_step():
 
 
 def test_greedy_when_drafting_loses_with_probes_at_doubling_intervals():
-    policy = DraftPolicy(max_drafts=4)
-    choices = []
-    for _ in range(80):
-        k = policy.block_for(1)
-        choices.append(k)
-        # greedy: 10 ms a token; drafting: 11 ms for 1.05 tokens (a cheap drafter that is rarely right)
-        policy.record(1, k, 1.0 if k == 0 else 1.05, 0.010 if k == 0 else 0.011)
+    # greedy: 10 ms a token; drafting: 11 ms for 1.05 tokens (a cheap drafter that is rarely right)
+    choices = simulate(DraftPolicy(max_drafts=4), 1, 80, 0.010, 0.011, 1.05)
     assert choices[:3] == [0, 0, 4]  # measure greedy (the very first iteration is not counted), then drafting
     probes = [i for i, k in enumerate(choices) if k > 0][1:]
     gaps = [b - a for a, b in zip(probes, probes[1:])]
@@ -110,13 +111,8 @@ def test_greedy_when_drafting_loses_with_probes_at_doubling_intervals():
 
 
 def test_costly_probes_wait_until_they_are_a_small_share_of_the_time():
-    policy = DraftPolicy(max_drafts=4)
-    choices = []
-    for _ in range(200):
-        k = policy.block_for(32)
-        choices.append(k)
-        # a batch of 32 rows: greedy 10 ms, a drafting iteration 50 ms for 2 tokens a row
-        policy.record(32, k, 1.0 if k == 0 else 2.0, 0.010 if k == 0 else 0.050)
+    # a batch of 32 rows: greedy 10 ms, a drafting iteration 50 ms for 2 tokens a row
+    choices = simulate(DraftPolicy(max_drafts=4), 32, 200, 0.010, 0.050, 2.0)
     probes = [i for i, k in enumerate(choices) if k > 0]
     gaps = [b - a for a, b in zip(probes, probes[1:])]
     assert gaps and min(gaps) > (0.050 - 0.010) / (0.05 * 0.010)  # 80 greedy steps pay for one probe
@@ -124,12 +120,7 @@ def test_costly_probes_wait_until_they_are_a_small_share_of_the_time():
 
 
 def test_drafting_continues_while_it_wins():
-    policy = DraftPolicy(max_drafts=4)
-    choices = []
-    for _ in range(2 * REFRESH + 4):
-        k = policy.block_for(8)
-        choices.append(k)
-        policy.record(8, k, 1.0 if k == 0 else 3.5, 0.010 if k == 0 else 0.020)
+    choices = simulate(DraftPolicy(max_drafts=4), 8, 2 * REFRESH + 4, 0.010, 0.020, 3.5)
     assert choices[:3] == [0, 0, 4]
     # a greedy step after every REFRESH drafting iterations keeps the greedy cost measured
     assert [i for i, k in enumerate(choices) if k == 0] == [0, 1, 2 + REFRESH, 3 + 2 * REFRESH]

@@ -30,7 +30,7 @@ confidence, updated on the device after every iteration and read by the host onl
 small table.
 """
 from dataclasses import dataclass, field
-from typing import Dict, List, Optional, Tuple
+from typing import Dict, Optional, Tuple
 
 import torch
 from torch import Tensor
@@ -220,10 +220,14 @@ class DraftPolicy:
             return self.max_drafts  # probe: conditions (the sentence, the batch) may have changed
         return 0
 
+    def calibration_on(self, device) -> Calibration:
+        """The calibration counts, on ``device`` (the prior until drafts are recorded there)."""
+        if self.calibration is None or self.calibration.trials.device != device:
+            self.calibration = Calibration.prior(device)
+        return self.calibration
+
     def calibrated(self, confidence: Tensor) -> Tensor:
-        if self.calibration is None or self.calibration.trials.device != confidence.device:
-            self.calibration = Calibration.prior(confidence.device)
-        return self.calibration.probability(confidence)
+        return self.calibration_on(confidence.device).probability(confidence)
 
     def keep_drafting(self, batch_size: int, drafts: int, reach: Tensor, last: Tensor, expected: float) -> bool:
         """After ``drafts`` chained drafts: ``reach`` (B) is each row's probability that all of
@@ -259,16 +263,5 @@ class DraftPolicy:
             costs.probe_every = FIRST_PROBE if won else min(2 * costs.probe_every, LAST_PROBE)
         costs.since_probe = 0
         if confidence is not None and num_accepted is not None:
-            if self.calibration is None:
-                self.calibration = Calibration.prior(confidence.device)
-            self.calibration.record(confidence, num_accepted)
+            self.calibration_on(confidence.device).record(confidence, num_accepted)
 
-
-def expected_from(probabilities: List[Tensor]) -> float:
-    """Expected tokens per row of an iteration whose drafts have these calibrated
-    acceptance probabilities (one B tensor per draft): 1 + sum_i mean_b prod_{l<=i} p_l."""
-    expected, reach = 1.0, None
-    for p in probabilities:
-        reach = p if reach is None else reach * p
-        expected += float(reach.mean())
-    return expected
