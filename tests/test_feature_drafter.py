@@ -195,3 +195,23 @@ def test_chain_drafting_over_static_buffers_drafts_the_same_and_is_lossless(demo
     assert max(rows.columns for rows in static.drafter.pool.by_rows.values()) >= 32  # widened from 8
     for pool in (static.verifier.pool, static.drafter.pool):  # rows left into smaller buffers
         assert sorted(pool.by_rows) == [1, 2, 4, 8, 16]
+
+
+def test_chain_checkpoint_with_the_old_query_embeddings_decodes_the_same(demo_data, tiny_verifier, chain_drafter,
+                                                                         tmp_path):
+    """Chain drafters saved while the chain drafter subclassed the feature drafter carry
+    its (unused) query embeddings: they load, and decode to the same tokens."""
+    state = torch.load(chain_drafter, map_location="cpu", weights_only=False)
+    assert "decoder.mask_embedding" not in state["model"]
+    dim = state["model"]["decoder.fuse.bias"].numel()
+    state["model"]["decoder.mask_embedding"] = torch.randn(dim)
+    state["model"]["decoder.offset_embedding.weight"] = torch.randn(1, dim)
+    old = tmp_path / "old_chain.pt"
+    torch.save(state, old)
+    outputs = []
+    for path in (chain_drafter, old):
+        task, models, generator = loaded(demo_data, tiny_verifier, path, ChainDrafter)
+        sample = batches(task, 4)[0]
+        with torch.no_grad():
+            outputs.append([hypos[0]["tokens"] for hypos in generator.generate(models, sample)])
+    assert all(torch.equal(a, b) for a, b in zip(*outputs))

@@ -39,8 +39,9 @@ class ChainDrafterLoss(FairseqCriterion):
         net_input = sample["net_input"]
         target = net_input["target"]
         valid = target.ne(self.padding_idx)
-        predicted = model(**net_input)[valid]  # N x C
-        lprobs = utils.log_softmax(model.decoder.output_layer(predicted), dim=-1)  # N x V
+        # through the model's own forward (the distributed wrapper's, in data-parallel training)
+        predicted, logits = model(**net_input)  # N x C, N x V at the valid positions
+        lprobs = utils.log_softmax(logits, dim=-1)
         gold = target[valid]
         ce, nll = label_smoothed_nll_loss(lprobs, gold.unsqueeze(-1), self.eps, reduce=True)
         loss = ce

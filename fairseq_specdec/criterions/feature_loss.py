@@ -43,11 +43,11 @@ class FeatureDrafterLoss(FairseqCriterion):
     def forward(self, model, sample, reduce=True):
         net_input = sample["net_input"]
         k, target = net_input["block_size"], net_input["target"]
-        hidden = model(**net_input)  # B x N x k x C
         cuts = net_input["cuts"]  # N
         blocks = training_block_targets(target, k, self.padding_idx)[:, cuts]  # B x N x k
         valid = blocks.ne(self.padding_idx)
-        lprobs = utils.log_softmax(model.decoder.output_layer(hidden[valid]), dim=-1)  # N x V
+        # through the model's own forward (the distributed wrapper's, in data-parallel training)
+        lprobs = utils.log_softmax(model(**net_input, scored=valid), dim=-1)  # M x V
         gold = blocks[valid]
         ce, nll = label_smoothed_nll_loss(lprobs, gold.unsqueeze(-1), self.eps, reduce=True)
         loss = ce

@@ -57,25 +57,20 @@ class GlancingLoss(FairseqCriterion):
 
     def forward(self, model, sample, reduce=True):
         net_input = sample["net_input"]
-        prefix, k = net_input["prev_output_tokens"], net_input["block_size"]
         target = sample["target"]  # B x k
         valid = target.ne(self.padding_idx)
-        encoder_out = model.encoder(net_input["src_tokens"], src_lengths=net_input["src_lengths"])
         ratio = self.glance_ratio() if model.training else 0.0
 
-        if ratio > 0:
-            with torch.no_grad():
-                first_pass = model.decoder(prefix, encoder_out, k).argmax(-1)
-        else:
-            logits = model.decoder(prefix, encoder_out, k)
-            first_pass = logits.detach().argmax(-1)
-        correct = first_pass.eq(target) & valid
-        revealed = torch.zeros_like(valid)
-        if ratio > 0:
-            count = glance_count((valid & ~correct).sum(1), ratio)
-            revealed = choose_glance_positions(valid, count)
-            logits = model.decoder(prefix, encoder_out, k, revealed=target.masked_fill(~revealed, self.padding_idx))
+        def glance(first_pass: Tensor) -> Tensor:
+            """The target tokens revealed to the second pass (pad where the query stays masked)."""
+            count = glance_count((valid & ~first_pass.eq(target)).sum(1), ratio)
+            return target.masked_fill(~choose_glance_positions(valid, count), self.padding_idx)
 
+        # through the model's own forward (the distributed wrapper's, in data-parallel training)
+        out = model(**net_input, glance=glance if ratio > 0 else None)
+        logits = out.logits
+        correct = out.first_pass.eq(target) & valid
+        revealed = out.revealed.ne(self.padding_idx) if out.revealed is not None else torch.zeros_like(valid)
         scored = valid & ~revealed
         lprobs = utils.log_softmax(logits[scored], dim=-1)  # N x V
         loss, nll_loss = label_smoothed_nll_loss(lprobs, target[scored].unsqueeze(-1), self.eps, reduce=True)

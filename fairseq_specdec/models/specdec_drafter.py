@@ -1,12 +1,15 @@
 """The Spec-Drafter model (Xia et al., 2023): a Transformer encoder and a shallow,
 non-autoregressive decoder that drafts the next k target tokens in one forward pass."""
 import logging
+from typing import Callable, NamedTuple, Optional
 
+import torch
 from fairseq import checkpoint_utils
 from fairseq.models import register_model, register_model_architecture
 from fairseq.models.transformer import TransformerConfig
 from fairseq.models.transformer.transformer_legacy import TransformerModel, base_architecture
 from fairseq.modules.transformer_sentence_encoder import init_bert_params
+from torch import Tensor
 
 from fairseq_specdec.models.drafter_decoder import SpecDrafterDecoder
 
@@ -15,6 +18,14 @@ logger = logging.getLogger(__name__)
 
 class VerifierInitError(ValueError):
     pass
+
+
+class DrafterLogits(NamedTuple):
+    """What the Spec-Drafter's forward returns to its criterion."""
+
+    logits: Tensor  # B x k x V: the pass the loss is taken on
+    first_pass: Tensor  # B x k: the argmax predictions with every query masked
+    revealed: Optional[Tensor]  # B x k target tokens shown to the second pass (pad = hidden), or None
 
 
 @register_model("specdec_drafter")
@@ -57,10 +68,23 @@ class SpecDrafterModel(TransformerModel):
         cfg = TransformerConfig.from_namespace(args)
         return SpecDrafterDecoder(cfg, tgt_dict, embed_tokens, src_embedding_copy=args.src_embedding_copy)
 
-    def forward(self, src_tokens, src_lengths, prev_output_tokens, block_size: int, revealed=None):
-        """B x k x V logits for the k tokens after each (left-padded) prefix ``prev_output_tokens``."""
+    def forward(self, src_tokens, src_lengths, prev_output_tokens, block_size: int,
+                glance: Optional[Callable[[Tensor], Tensor]] = None) -> DrafterLogits:
+        """The k tokens after each (left-padded) prefix ``prev_output_tokens``, in one pass;
+        with ``glance`` (glancing training) in two: a first pass without gradients predicts
+        every query, ``glance(first-pass predictions)`` returns the target tokens to reveal
+        (B x k, pad = stays masked) and the logits are those of the second pass. Both passes
+        run here, inside the model's forward, so that a distributed wrapper (DDP) sees every
+        parameter the loss uses."""
         encoder_out = self.encoder(src_tokens, src_lengths=src_lengths)
-        return self.decoder(prev_output_tokens, encoder_out, block_size, revealed=revealed)
+        if glance is None:
+            logits = self.decoder(prev_output_tokens, encoder_out, block_size)
+            return DrafterLogits(logits, logits.detach().argmax(-1), None)
+        with torch.no_grad():
+            first_pass = self.decoder(prev_output_tokens, encoder_out, block_size).argmax(-1)
+        revealed = glance(first_pass)
+        logits = self.decoder(prev_output_tokens, encoder_out, block_size, revealed=revealed)
+        return DrafterLogits(logits, first_pass, revealed)
 
     def init_from_verifier(self, path: str) -> None:
         """Copy the verifier's encoder (and its embeddings) into this drafter.

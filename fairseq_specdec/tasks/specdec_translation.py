@@ -22,9 +22,10 @@ from fairseq_specdec.decoding.ngram_data import build_index
 from fairseq_specdec.decoding.static_rows import GraphOptions
 from fairseq_specdec.decoding.stats import DecodingStats
 from fairseq_specdec.feature_blocks import pick_cuts
-from fairseq_specdec.models.feature_drafter import SpecFeatureDrafterModel
+from fairseq_specdec.models.feature_drafter import SpecFeatureDrafterModel, StateDrafterModel
 from fairseq_specdec.models.specdec_drafter import SpecDrafterModel
 from fairseq_specdec.verifier_features import TeacherVerifier
+from fairseq_specdec.verifier_record import RECORD_KEY, VerifierRecord
 
 logger = logging.getLogger(__name__)
 
@@ -147,13 +148,16 @@ class SpecDecTranslationTask(TranslationTask):
                              "checkpoint with --init-from-verifier PATH")
         if cfg.init_from_verifier:
             model.init_from_verifier(cfg.init_from_verifier)
+            # saved with the task's state in every checkpoint; decoding compares it with its verifier
+            record = VerifierRecord.of_checkpoint(cfg.init_from_verifier, self.target_dictionary)
+            self.state.merge_state_dict({RECORD_KEY: record.to_state()})
         return model
 
     def block_sample(self, sample, generator: torch.Generator, model=None):
         """Turn a translation batch into a drafter batch: prefixes + k-token block targets
         (for a feature drafter: the whole target and the verifier's states over it)."""
         model = unwrap(model)
-        if isinstance(model, SpecFeatureDrafterModel):
+        if isinstance(model, StateDrafterModel):
             return self.feature_sample(sample, model, generator)
         target = sample["target"]
         cut = sample_cut_points(target.ne(self.tgt_dict.pad()).sum(1), generator)
@@ -184,26 +188,26 @@ class SpecDecTranslationTask(TranslationTask):
         return super().valid_step(self.block_sample(sample, generator, model), model, criterion)
 
     def feature_sample(self, sample, model, generator: torch.Generator):
-        """A feature-drafter batch: the teacher-forced verifier's states and log-probs, and
-        the cut points to draft after."""
+        """A batch for a drafter that reads the verifier's states: the teacher-forced
+        verifier's states and log-probs (and for the feature drafter, k and the cut points
+        to draft after)."""
         if self._teacher is None or self._teacher.path != model.args.init_from_verifier:
             self._teacher = TeacherVerifier.load(model.args.init_from_verifier, self)
         net_input = sample["net_input"]
         states, lprobs, encoder_out = self._teacher.run(net_input, like=next(model.parameters()))
-        return {
-            **sample,
-            "net_input": {
-                "src_tokens": net_input["src_tokens"],
-                "src_lengths": net_input["src_lengths"],
-                "prev_output_tokens": net_input["prev_output_tokens"],
-                "block_size": self.block_size,
-                "verifier_states": states,
-                "target": sample["target"],
-                "cuts": pick_cuts(sample["target"].size(1), self.cfg.cuts_per_target, generator).to(states.device),
-                "encoder_out": encoder_out,
-            },
-            "teacher_lprobs": lprobs,
+        drafter_input = {
+            "src_tokens": net_input["src_tokens"],
+            "src_lengths": net_input["src_lengths"],
+            "prev_output_tokens": net_input["prev_output_tokens"],
+            "verifier_states": states,
+            "target": sample["target"],
+            "encoder_out": encoder_out,
         }
+        if isinstance(model, SpecFeatureDrafterModel):
+            drafter_input["block_size"] = self.block_size
+            drafter_input["cuts"] = pick_cuts(sample["target"].size(1), self.cfg.cuts_per_target,
+                                              generator).to(states.device)
+        return {**sample, "net_input": drafter_input, "teacher_lprobs": lprobs}
 
     def max_positions(self):
         """When the task's model is a drafter (drafter training, drafter-only decoding), its
@@ -217,9 +221,10 @@ class SpecDecTranslationTask(TranslationTask):
     # ------------------------------------------------------------------ decoding
     def build_generator(self, models, args, seq_gen_cls=None, extra_gen_cls_kwargs=None,
                         prefix_allowed_tokens_fn=None):
-        if isinstance(models[0], SpecFeatureDrafterModel):
-            raise ValueError("a feature drafter (specdec_drafter_feature*) drafts from its verifier's states and "
-                             "cannot decode alone: pass the verifier as --path and this checkpoint as --drafter-path")
+        if isinstance(models[0], StateDrafterModel):
+            raise ValueError(f"a {type(models[0]).__name__} (--arch {models[0].args.arch}) drafts from its verifier's "
+                             "states and cannot decode alone: pass the verifier as --path and this checkpoint as "
+                             "--drafter-path")
         drafter_only = isinstance(models[0], SpecDrafterModel)
         speculative = self.cfg.drafter_path is not None or self.cfg.ngram_drafter
         if self.cfg.draft_vocab and (drafter_only or self.cfg.drafter_path is None):
@@ -247,7 +252,7 @@ class SpecDecTranslationTask(TranslationTask):
         """The drafter checkpoint loaded once, on the verifier's device and dtype."""
         path = self.cfg.drafter_path
         if path not in self._drafters:
-            self._drafters[path] = load_drafter(path, self)
+            self._drafters[path] = load_drafter(path, self, verifier)
         return place_like(self._drafters[path], verifier)
 
     def ngram_index(self):
