@@ -189,6 +189,7 @@ def test_missing_files_are_clear_errors(tmp_path, demo_data, tiny_verifier):
         (["--data", data, "--verifier", verifier, "--modes", "greedy", "-s", "fr", "-t", "de"], "dict.fr.txt"),
         (["--data", data, "--verifier", verifier, "--modes", "greedy", "--draft-vocab", "-1"], "--draft-vocab"),
         (["--data", data, "--verifier", verifier, "--modes", "greedy", "--cuda-graphs"], "--cuda-graphs needs"),
+        (["--data", data, "--verifier", verifier, "--modes", "greedy", "--tau", "-1"], "--tau must be >= 0"),
     ]
     for argv, message in cases:
         with pytest.raises(benchmark.BenchmarkError, match=message):
@@ -200,3 +201,23 @@ def test_cli_main_reports_errors_without_traceback(monkeypatch, tmp_path):
     with pytest.raises(SystemExit) as exc:
         benchmark.cli_main()
     assert "specdec-benchmark: error:" in str(exc.value.code) and "no such directory" in str(exc.value.code)
+
+
+def test_block_size_above_the_feature_drafters_maximum(demo_data, tiny_verifier, feature_drafter):
+    """Refused when the drafter loads, before any mode runs (it used to fail mid-decoding)."""
+    argv = ["--data", str(demo_data["bin"]), "--verifier", str(tiny_verifier), "--drafter", str(feature_drafter),
+            "--modes", "specdec", "--block-size", "40", "--max-sentences", "2", "--batch-sizes", "1"]
+    with pytest.raises(benchmark.BenchmarkError, match="--block-size 40 exceeds this feature drafter's "
+                                                      "--max-block-size 32"):
+        benchmark.main(argv)
+
+
+def test_cli_main_reports_a_bad_drafter_in_one_line(monkeypatch, demo_data, tiny_verifier):
+    """A checkpoint that is no drafter ends the command with one line, not a traceback."""
+    monkeypatch.setattr("sys.argv", ["specdec-benchmark", "--data", str(demo_data["bin"]), "--verifier",
+                                     str(tiny_verifier), "--drafter", str(tiny_verifier), "--modes", "specdec"])
+    with pytest.raises(SystemExit) as exc:
+        benchmark.cli_main()
+    message = str(exc.value.code)
+    assert message.startswith("specdec-benchmark: error:") and "not a Spec-Drafter" in message
+    assert "\n" not in message

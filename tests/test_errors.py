@@ -349,3 +349,102 @@ def test_share_verifier_encoder_freezes_only_the_encoder(demo_data, tiny_verifie
     assert frozen and all(n.startswith("encoder.") for n in frozen)
     assert model.encoder.embed_tokens is model.decoder.embed_tokens  # --share-all-embeddings: frozen too
     assert model.decoder.mask_embedding.requires_grad and model.decoder.layers[0].fc1.weight.requires_grad
+
+
+# ---------------------------------------------------------------- no silent override
+
+def test_beam_above_one_with_a_drafter_is_refused(demo_data, tiny_verifier, tiny_drafter):
+    """fairseq-generate's default --beam 5 is not quietly replaced by greedy decoding."""
+    for extra in (["--drafter-path", str(tiny_drafter)], ["--ngram-drafter"]):
+        with pytest.raises(ValueError, match=r"--beam 5: SpecDec decodes one hypothesis per sentence.*"
+                                             r"Pass --beam 1 for output identical to the verifier's greedy"):
+            build_generator(demo_data, tiny_verifier, [*extra, "--beam", "5"])
+    with pytest.raises(ValueError, match="--beam 3: drafter-only decoding decodes one hypothesis"):
+        build_generator(demo_data, tiny_drafter, ["--beam", "3"])
+
+
+def test_beam_default_with_a_drafter_is_refused_by_the_cli(demo_data, tiny_verifier, tiny_drafter):
+    proc = cli(["fairseq-generate", demo_data["bin"], "--user-dir", USER_DIR, "--task", "specdec_translation",
+                "--path", tiny_verifier, "--drafter-path", tiny_drafter, "--max-sentences", "2"])
+    assert proc.returncode != 0 and "H-" not in proc.stdout
+    assert "--beam 5: SpecDec decodes one hypothesis per sentence" in proc.stderr.strip().splitlines()[-1]
+
+
+def test_lean_greedy_with_a_beam_is_refused(demo_data, tiny_verifier):
+    with pytest.raises(ValueError, match=r"--lean-greedy decodes greedily: use --beam 1 \(got --beam 4\)"):
+        build_generator(demo_data, tiny_verifier, ["--lean-greedy", "--beam", "4"])
+
+
+def test_drafter_as_path_with_another_drafter_is_refused(demo_data, tiny_drafter):
+    for extra, flag in ((["--drafter-path", str(tiny_drafter)], "--drafter-path"), (["--ngram-drafter"], "--ngram-drafter")):
+        with pytest.raises(ValueError, match=f"--path holds a drafter .*and {flag} asks for another"):
+            build_generator(demo_data, tiny_drafter, extra)
+
+
+@pytest.mark.parametrize("fixture,kind", [("chain_drafter", "SpecChainDrafterModel"),
+                                          ("feature_drafter", "SpecFeatureDrafterModel")])
+def test_state_drafter_as_path_is_refused_by_its_kind(request, demo_data, fixture, kind):
+    with pytest.raises(ValueError, match=f"a {kind} .* cannot decode alone: pass the verifier as --path"):
+        build_generator(demo_data, request.getfixturevalue(fixture))
+
+
+def test_ensembles_are_refused(demo_data, tiny_verifier, tiny_drafter):
+    cfg, task, models, _ = setup_generation(demo_data, tiny_verifier, ["--drafter-path", str(tiny_drafter)])
+    with pytest.raises(ValueError, match="SpecDec verifies with one model; got an ensemble of 2"):
+        task.build_generator([models[0], models[0]], cfg.generation)
+
+
+def test_ngram_drafters_k_is_stated_once(demo_data, tiny_verifier):
+    """Drafting alone, the n-gram drafter's k is NGRAM_BLOCK_SIZE, or --block-size."""
+    from fairseq_specdec.decoding.block_size import NGRAM_BLOCK_SIZE
+    from test_block_size import generation_setup
+
+    _, _, generator, _ = generation_setup(demo_data["bin"], tiny_verifier, ["--ngram-drafter"])
+    assert generator.block_size == NGRAM_BLOCK_SIZE
+    _, _, generator, _ = generation_setup(demo_data["bin"], tiny_verifier, ["--ngram-drafter", "--block-size", "3"])
+    assert generator.block_size == 3
+
+
+def test_block_size_above_the_feature_drafters_maximum_is_refused_before_decoding(demo_data, tiny_verifier,
+                                                                                 feature_drafter):
+    cfg, task, models, _ = setup_generation(demo_data, tiny_verifier, ["--drafter-path", str(feature_drafter)])
+    task.cfg.block_size = task.block_size = 40  # as --block-size 40 sets them
+    with pytest.raises(ValueError, match="--block-size 40 exceeds this feature drafter's --max-block-size 32"):
+        task.build_generator(models, cfg.generation)
+
+
+# ---------------------------------------------------------------- the hub checks when it loads
+
+def hub(demo_data, verifier, **kwargs):
+    import fairseq_specdec.hub
+
+    return fairseq_specdec.hub.from_pretrained(str(verifier.parent), verifier.name, str(demo_data["bin"]), **kwargs)
+
+
+def test_hub_translates_greedily_with_a_drafter_and_refuses_a_beam(demo_data, tiny_verifier, tiny_drafter):
+    from fairseq.models.transformer import TransformerModel
+
+    sentences = (demo_data["root"] / "prep" / "bpe" / "test.en").read_text().splitlines()[:6]
+    stock = TransformerModel.from_pretrained(str(tiny_verifier.parent), tiny_verifier.name, str(demo_data["bin"]))
+    spec = hub(demo_data, tiny_verifier, drafter_path=str(tiny_drafter))
+    assert spec.translate(sentences) == stock.translate(sentences, beam=1)  # the default: beam 1
+    with pytest.raises(ValueError, match="--beam 5: SpecDec decodes one hypothesis per sentence"):
+        spec.translate(sentences, beam=5)
+    plain = hub(demo_data, tiny_verifier)  # no drafter: fairseq's default beam
+    assert plain.translate(sentences) == stock.translate(sentences)
+
+
+def test_hub_checks_the_drafter_and_options_when_it_loads(demo_data, tiny_verifier, tiny_drafter, tmp_path):
+    with pytest.raises(DrafterCheckpointError, match="no such file"):
+        hub(demo_data, tiny_verifier, drafter_path=str(tmp_path / "missing.pt"))
+    with pytest.raises(ValueError, match="--beta must be >= 1"):
+        hub(demo_data, tiny_verifier, drafter_path=str(tiny_drafter), beta=0)
+
+
+def test_score_verifier_shows_why_fairseq_failed(demo_data, tmp_path):
+    proc = cli(["bash", REPO / "scripts" / "score_verifier.sh", demo_data["bin"], tmp_path / "missing.pt",
+                "/dev/null", "de"])
+    assert proc.returncode != 0
+    assert "missing.pt" in proc.stderr and "fairseq-generate --beam 1 failed" in proc.stderr
+    fairseq_lines = proc.stderr.strip().splitlines()[:-1]  # fairseq's own message is shown, not swallowed
+    assert any("Error" in line and "missing.pt" in line for line in fairseq_lines), proc.stderr[-2000:]

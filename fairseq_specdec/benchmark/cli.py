@@ -35,6 +35,7 @@ from fairseq_specdec.benchmark.modes import (
     DEFAULT_MODES, MODES, NEEDS_DRAFTER, NGRAM_MODES, ORACLE_MODES, SPECDEC_MODES, count_at_limit, known_outputs,
     length_limits, load_ngram_index,
     make_decoder)
+from fairseq_specdec.decoding.block_size import check_drafter_block_size, ngram_block_size
 from fairseq_specdec.decoding.draft_vocab import load_shortlist
 from fairseq_specdec.decoding.drafter_loading import load_drafter, place_like
 from fairseq_specdec.decoding.drafters import require_chain_drafter
@@ -140,6 +141,8 @@ def _check_args(args) -> None:
     for name in ("repeats", "block_size", "beta", "ngram_order"):
         if getattr(args, name) is not None and getattr(args, name) < 1:
             raise BenchmarkError(f"--{name.replace('_', '-')} must be >= 1")
+    if args.tau < 0:
+        raise BenchmarkError(f"--tau must be >= 0 (a log-probability tolerance), got {args.tau}")
     if args.warmup < 0 or (args.max_sentences is not None and args.max_sentences < 1):
         raise BenchmarkError("--warmup must be >= 0 and --max-sentences >= 1")
     if args.threads is not None and args.threads < 1:
@@ -204,8 +207,11 @@ def load_setup(args, src: str, tgt: str):
         except ValueError as err:  # DrafterCheckpointError names the task's flag
             raise BenchmarkError(str(err).replace("--drafter-path", "--drafter")) from err
         drafter = place_like(drafter, model)
-    args.block_size = task.block_size  # --block-size, else the drafter's k (the report records the k used)
+    # --block-size, else the drafter's k, else the n-gram drafter's (the report records the k used)
+    args.block_size = task.block_size if drafter is not None else ngram_block_size(args.block_size)
     try:
+        if drafter is not None:
+            check_drafter_block_size(drafter, args.block_size)
         ngram_index = load_ngram_index(args, task, src, tgt)
         shortlist = None
         if args.draft_vocab:
@@ -380,7 +386,7 @@ def _run(args, argv) -> dict:
 def cli_main():
     try:
         main(configure_logging=True)
-    except BenchmarkError as err:
+    except (BenchmarkError, ValueError) as err:  # the plugin's checks of bad input raise ValueError
         sys.exit(f"specdec-benchmark: error: {err}")
 
 

@@ -12,6 +12,11 @@ logger = logging.getLogger(__name__)
 # changes how those checkpoints decode.
 DEFAULT_BLOCK_SIZE = 25
 
+# k of the n-gram drafter when it drafts alone (--ngram-drafter without --drafter-path) and
+# --block-size is not given: no checkpoint records one. Adaptive drafting cuts its drafts
+# where their confidence says stop, so this is an upper bound.
+NGRAM_BLOCK_SIZE = 25
+
 
 def check_block_size(k: Optional[int]) -> None:
     if k is not None and k < 1:
@@ -47,3 +52,23 @@ def decoding_block_size(requested: Optional[int], trained: int) -> int:
     else:
         logger.info(f"decoding with k={k}, the drafter's (from its checkpoint)")
     return k
+
+
+def ngram_block_size(requested: Optional[int]) -> int:
+    """k of the n-gram drafter drafting alone: ``--block-size`` when given, else ``NGRAM_BLOCK_SIZE``."""
+    if requested is not None:
+        return requested
+    logger.info(f"the n-gram drafter drafts up to k={NGRAM_BLOCK_SIZE} tokens per iteration (--block-size K to change)")
+    return NGRAM_BLOCK_SIZE
+
+
+def check_drafter_block_size(drafter_model, k: int) -> None:
+    """Refuse a k the drafter cannot draft, before decoding starts: a feature drafter's
+    offset embedding holds at most ``--max-block-size`` queries."""
+    from fairseq_specdec.models.feature_drafter import SpecFeatureDrafterModel
+
+    if isinstance(drafter_model, SpecFeatureDrafterModel) and k > drafter_model.decoder.max_block_size:
+        limit = drafter_model.decoder.max_block_size
+        raise ValueError(f"--block-size {k} exceeds this feature drafter's --max-block-size {limit} (the most "
+                         f"queries it was trained to draft): decode with --block-size <= {limit}, or leave "
+                         f"--block-size out to use the drafter's own k")
