@@ -12,7 +12,8 @@ from omegaconf import II
 
 from fairseq_specdec.blocks import make_block_batch, sample_cut_points
 from fairseq_specdec.decoding.block_size import (
-    DEFAULT_BLOCK_SIZE, check_block_size, decoding_block_size, trained_block_size)
+    DEFAULT_BLOCK_SIZE, check_block_size, check_drafter_block_size, decoding_block_size, ngram_block_size,
+    trained_block_size)
 from fairseq_specdec.decoding.draft_vocab import load_shortlist
 from fairseq_specdec.decoding.drafter_loading import load_drafter, place_like
 from fairseq_specdec.decoding.generators import (
@@ -219,6 +220,11 @@ class SpecDecTranslationTask(TranslationTask):
         return max_source, max_target
 
     # ------------------------------------------------------------------ decoding
+    @property
+    def decodes_speculatively(self) -> bool:
+        """Whether a verifier given as --path decodes with SpecDec (a drafter is given)."""
+        return self.cfg.drafter_path is not None or self.cfg.ngram_drafter
+
     def build_generator(self, models, args, seq_gen_cls=None, extra_gen_cls_kwargs=None,
                         prefix_allowed_tokens_fn=None):
         if isinstance(models[0], StateDrafterModel):
@@ -226,7 +232,14 @@ class SpecDecTranslationTask(TranslationTask):
                              "states and cannot decode alone: pass the verifier as --path and this checkpoint as "
                              "--drafter-path")
         drafter_only = isinstance(models[0], SpecDrafterModel)
-        speculative = self.cfg.drafter_path is not None or self.cfg.ngram_drafter
+        speculative = self.decodes_speculatively
+        if drafter_only and speculative:
+            given = "--drafter-path" if self.cfg.drafter_path is not None else "--ngram-drafter"
+            raise ValueError(f"--path holds a drafter ({models[0].args.arch}) and {given} asks for another: SpecDec "
+                             f"verifies with the model of --path. Give the verifier as --path, or drop {given} to "
+                             "decode with the drafter alone")
+        if (drafter_only or speculative) and args.beam != 1:
+            raise ValueError(beam_error(args.beam, "drafter-only decoding" if drafter_only else "SpecDec"))
         if self.cfg.draft_vocab and (drafter_only or self.cfg.drafter_path is None):
             raise ValueError("--draft-vocab sets the chain drafter's vocabulary: give the verifier as --path and a "
                              "chain drafter as --drafter-path, or drop --draft-vocab")
@@ -237,12 +250,14 @@ class SpecDecTranslationTask(TranslationTask):
         what = "drafter-only decoding" if drafter_only else "SpecDec" if speculative else "--lean-greedy"
         check_generation_options(args, prefix_allowed_tokens_fn, what=what)
         proposer = None
-        if speculative and not drafter_only:
-            if args.beam != 1:
-                logger.info(f"SpecDec keeps one hypothesis per sentence (greedy verification); --beam {args.beam} is not used")
+        if speculative:
             self.log_stats_at_exit()
             proposer = self.proposer_for(models[0])  # loads the drafter, and with it its k (build_model)
-        decoding = Decoding(beam=1 if speculative else args.beam, lean_greedy=self.cfg.lean_greedy,
+            if self.cfg.drafter_path is None:
+                self.block_size = ngram_block_size(self.cfg.block_size)
+            else:
+                check_drafter_block_size(self.drafter_for(models[0]), self.block_size)
+        decoding = Decoding(beam=args.beam, lean_greedy=self.cfg.lean_greedy,
                             proposer=proposer, block_size=self.block_size, beta=self.cfg.beta, tau=self.cfg.tau,
                             graphs=self.graph_options(), adaptive=not self.cfg.fixed_block)
         return build_generator(models, self.target_dictionary, decoding, search_options(args),
@@ -299,6 +314,14 @@ class SpecDecTranslationTask(TranslationTask):
         if not self._stats_logged_at_exit:
             atexit.register(log_quietly, self.decoding_stats)
             self._stats_logged_at_exit = True
+
+
+def beam_error(beam: int, what: str) -> str:
+    """The message for --beam N (N > 1) where the plugin decodes one hypothesis per sentence."""
+    return (f"--beam {beam}: {what} decodes one hypothesis per sentence, greedily (speculative beam search "
+            f"is not implemented), and would not honour it (fairseq-generate and -interactive default to "
+            f"--beam 5). Pass --beam 1 for output identical to the verifier's greedy, or --beam 1 --beta B "
+            f"--tau T for relaxed acceptance; decode without the drafter for beam search")
 
 
 def unwrap(model):
