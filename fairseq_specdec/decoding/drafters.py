@@ -10,6 +10,8 @@ from typing import Any, Dict, List, Optional, Protocol, Tuple
 import torch
 from torch import Tensor
 
+from fairseq_specdec.decoding.verifier import check_verifier
+
 
 class Drafter(Protocol):
     """What the speculative generator calls, in this order per batch."""
@@ -216,6 +218,8 @@ def make_proposer(drafter_model, tgt_dict, verifier, graphs=None, shortlist: Opt
     from fairseq_specdec.models.chain_drafter import SpecChainDrafterModel
     from fairseq_specdec.models.feature_drafter import SpecFeatureDrafterModel
 
+    if verifier is not None:
+        check_verifier(verifier)  # before a drafter reads the verifier's encoder or decoder
     if shortlist is not None:
         require_chain_drafter(drafter_model)
     if isinstance(drafter_model, SpecChainDrafterModel):

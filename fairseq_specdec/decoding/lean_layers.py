@@ -20,14 +20,15 @@ KeysValues = Tuple[Tensor, Tensor]  # B x H x T x D each
 
 
 def unsupported_layer_options(layer) -> Optional[str]:
-    """Why the lean forward cannot run ``layer`` (a fairseq decoder layer), or None."""
+    """What in ``layer`` (a fairseq decoder layer) the lean forward cannot run, as a noun
+    phrase for an error message, or None."""
     for name in ("c_attn", "attn_ln", "ffn_layernorm", "w_resid"):
         if getattr(layer, name, None) is not None:
-            return (f"NormFormer options (the layer has {name}); train without "
-                    f"--scale-attn/--scale-fc/--scale-heads/--scale-resids")
+            return (f"NormFormer scaling in its decoder layers (the layer has {name}: "
+                    f"--scale-attn/--scale-fc/--scale-heads/--scale-resids)")
     for attn in (layer.self_attn, layer.encoder_attn):
         if attn is not None and (attn.bias_k is not None or attn.add_zero_attn):
-            return "attention with --add-bias-kv or --add-zero-attn"
+            return "attention with a learned key/value bias or zero attention (add_bias_kv/add_zero_attn)"
     return None
 
 

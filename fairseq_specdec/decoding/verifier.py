@@ -13,7 +13,8 @@ from dataclasses import dataclass, replace
 from typing import Dict, List, Optional, Tuple
 
 import torch
-from fairseq.models.transformer import TransformerDecoderBase
+from fairseq.models import MODEL_REGISTRY, FairseqEncoderDecoderModel, FairseqLanguageModel
+from fairseq.models.transformer import TransformerDecoderBase, TransformerEncoderBase
 from torch import Tensor
 
 from fairseq_specdec.decoding.lean_layers import DecoderCache, allocate_cache, run_block, unsupported_layer_options
@@ -21,25 +22,45 @@ from fairseq_specdec.decoding.static_rows import GraphOptions, StaticPool, Stati
 
 
 class UnsupportedVerifierError(ValueError):
-    pass
+    """A verifier checkpoint the lean block forward cannot decode losslessly."""
+
+
+NEEDED = ("SpecDec and --lean-greedy verify with an encoder-decoder fairseq Transformer (TransformerModel or "
+          "a subclass: --task translation with --arch transformer*, transformer_align or bart_*)")
+STOCK_SEARCH = "or decode this checkpoint with fairseq's own search (drop --lean-greedy/--drafter-path/--ngram-drafter)"
+
+
+def architecture(model) -> str:
+    """How an error names the model: its --arch where the model keeps its arguments
+    (fairseq's TransformerModel does), else the name its class is registered under."""
+    arch = getattr(getattr(model, "args", None), "arch", None)
+    if arch is not None:
+        return f"--arch {arch} ({type(model).__name__})"
+    registered = [name for name, cls in MODEL_REGISTRY.items() if cls is type(model)]
+    return type(model).__name__ + (f" (registered as {registered[0]})" if registered else "")
 
 
 def check_verifier(model) -> None:
-    """Raise a clear error for verifier decoders the block forward cannot drive."""
-    decoder = getattr(model, "decoder", None)
-    if not isinstance(decoder, TransformerDecoderBase):
-        raise UnsupportedVerifierError(
-            f"SpecDec verifies with a fairseq Transformer decoder; this model's decoder is "
-            f"{type(decoder).__name__}. Use a checkpoint trained with --arch transformer*."
-        )
+    """Raise UnsupportedVerifierError, naming the architecture and the option, for a verifier
+    the lean block forward cannot drive. Generators call it when they are built."""
+    name = architecture(model)
+    encoder, decoder = getattr(model, "encoder", None), getattr(model, "decoder", None)
+    if not (isinstance(model, FairseqEncoderDecoderModel) and isinstance(encoder, TransformerEncoderBase)
+            and isinstance(decoder, TransformerDecoderBase)):
+        what = ("a decoder-only language model" if isinstance(model, FairseqLanguageModel) else
+                f"its encoder is {type(encoder).__name__} and its decoder {type(decoder).__name__}")
+        raise UnsupportedVerifierError(f"the verifier is {name}, {what}. {NEEDED}: use such a checkpoint as "
+                                       f"--path, {STOCK_SEARCH}")
     if decoder.cross_self_attention:
-        raise UnsupportedVerifierError("verifiers trained with --cross-self-attention are not supported")
-    if decoder.adaptive_softmax is not None:
-        raise UnsupportedVerifierError("verifiers with an adaptive softmax are not supported")
-    for layer in decoder.layers:
-        reason = unsupported_layer_options(layer)
-        if reason is not None:
-            raise UnsupportedVerifierError(f"verifiers with {reason} are not supported")
+        reason = "--cross-self-attention"
+    elif decoder.adaptive_softmax is not None:
+        reason = "an adaptive softmax (--adaptive-softmax-cutoff)"
+    else:
+        reason = next((r for r in map(unsupported_layer_options, decoder.layers) if r is not None), None)
+    if reason is not None:
+        raise UnsupportedVerifierError(
+            f"the verifier ({name}) has {reason}, which the lean block forward does not implement: "
+            f"use a verifier trained without it, {STOCK_SEARCH}")
 
 
 @dataclass
@@ -85,6 +106,8 @@ class Verifier:
         with the position table ``table`` (None: no positions); ``width`` as in ``run_block``."""
         dec = self.decoder
         x = dec.embed_scale * dec.embed_tokens(tokens)  # B x n x C
+        if dec.quant_noise is not None:  # --quant-noise-pq: a projection fairseq applies at inference too
+            x = dec.quant_noise(x)
         if dec.project_in_dim is not None:
             x = dec.project_in_dim(x)
         if table is not None:
