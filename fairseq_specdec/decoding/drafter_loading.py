@@ -1,27 +1,22 @@
 """Loading a Spec-Drafter checkpoint for decoding, with the checks that must fail
-before any decoding starts (missing file, wrong model, mismatching dictionary)."""
+before any decoding starts (missing file, wrong model, mismatching dictionary, a
+verifier whose states the drafter cannot read) and the warning when the verifier is not
+the one the drafter was trained next to (``verifier_record``)."""
+import logging
 import os
-from argparse import Namespace
 
 from fairseq import checkpoint_utils
 from fairseq.data import Dictionary, data_utils
 
+from fairseq_specdec.models.feature_drafter import StateDrafterModel
 from fairseq_specdec.models.specdec_drafter import SpecDrafterModel
+from fairseq_specdec.verifier_record import VerifierRecord, checkpoint_arch, dictionary_checksum, model_arch
+
+logger = logging.getLogger(__name__)
 
 
 class DrafterCheckpointError(ValueError):
     pass
-
-
-def _model_arch(state) -> str:
-    cfg = state.get("cfg") or {}
-    model_cfg = cfg.get("model") if hasattr(cfg, "get") else None
-    if isinstance(model_cfg, Namespace):
-        return getattr(model_cfg, "arch", "?")
-    if model_cfg is not None and hasattr(model_cfg, "get"):
-        return model_cfg.get("_name", model_cfg.get("arch", "?"))
-    args = state.get("args")
-    return getattr(args, "arch", "?")
 
 
 def _drafter_dictionary_file(state):
@@ -49,6 +44,9 @@ def check_dictionaries(state, task, path: str) -> None:
     differ = drafter_size != verifier_size
     if not differ and drafter_file is not None:
         differ = Dictionary.load(drafter_file).symbols != task.target_dictionary.symbols
+    record = VerifierRecord.from_task_state(state.get("task_state"))
+    if not differ and drafter_file is None and record is not None:  # the data folder is gone: the record says
+        differ = record.dictionary_checksum != dictionary_checksum(task.target_dictionary)
     if differ:
         raise DrafterCheckpointError(
             f"drafter and verifier dictionaries differ: the drafter {path} has {drafter_size} target "
@@ -58,8 +56,9 @@ def check_dictionaries(state, task, path: str) -> None:
         )
 
 
-def load_drafter(path: str, task) -> SpecDrafterModel:
-    """Load a drafter checkpoint with ``task`` (the verifier's), after checking it fits."""
+def load_drafter(path: str, task, verifier=None) -> SpecDrafterModel:
+    """Load a drafter checkpoint with ``task`` (the verifier's), after checking it fits
+    (and, given the ``verifier`` model, that it fits that verifier)."""
     if not os.path.isfile(path):
         raise DrafterCheckpointError(
             f"--drafter-path {path!r}: no such file. Give a checkpoint written by "
@@ -69,14 +68,47 @@ def load_drafter(path: str, task) -> SpecDrafterModel:
         state = checkpoint_utils.load_checkpoint_to_cpu(path)
     except Exception as err:  # a truncated or foreign file: say which, keep the cause
         raise DrafterCheckpointError(f"--drafter-path {path!r}: cannot read the checkpoint ({err})") from err
-    arch = _model_arch(state)
+    arch = checkpoint_arch(state)
     if not str(arch).startswith("specdec_drafter"):
         raise DrafterCheckpointError(
             f"--drafter-path {path!r} holds a {arch!r} model, not a Spec-Drafter (specdec_drafter_*)"
         )
     check_dictionaries(state, task, path)
+    record = VerifierRecord.from_task_state(state.get("task_state"))
     models, _ = checkpoint_utils.load_model_ensemble([path], task=task, state=state)
+    if verifier is not None:
+        check_verifier(models[0], record, verifier, task, path)
     return models[0]
+
+
+def check_verifier(drafter, record, verifier, task, path: str) -> None:
+    """Refuse a verifier whose states a state-reading drafter (chain, feature) cannot read;
+    warn when the verifier differs from the one the drafter's ``record`` describes."""
+    current = VerifierRecord.describe(verifier.state_dict(), model_arch(verifier), task.target_dictionary)
+    trained = (f"verifier {record.source} (fingerprint {record.fingerprint})" if record is not None
+               else "a verifier it does not record")
+    drafter_dim = drafter.decoder.embed_tokens.embedding_dim
+    if isinstance(drafter, StateDrafterModel) and current.decoder_embed_dim != drafter_dim:
+        raise DrafterCheckpointError(
+            f"--drafter-path {path} reads the verifier's {drafter_dim}-wide decoder states (it was trained next "
+            f"to {trained}), but the verifier given with --path has {current.decoder_embed_dim}-wide ones "
+            f"(fingerprint {current.fingerprint}): decode with the verifier the drafter was trained with, or "
+            f"train a drafter for this verifier (fairseq-train --task specdec_translation --arch "
+            f"{model_arch(drafter)} --init-from-verifier THIS_VERIFIER.pt)")
+    if record is None:
+        logger.info(f"--drafter-path {path} records no verifier (trained without --init-from-verifier, or before "
+                    f"drafters recorded theirs): not checked against the verifier")
+        return
+    differences = record.differences(current)
+    if differences:
+        logger.warning(
+            f"--drafter-path {path} was trained next to verifier {record.source} (fingerprint "
+            f"{record.fingerprint}), not next to the verifier given with --path (fingerprint "
+            f"{current.fingerprint}): {'; '.join(differences)}. Its drafts will be accepted less often: decode "
+            f"with that verifier, or retrain the drafter with --init-from-verifier pointing to this one")
+    else:
+        logger.info(f"--drafter-path {path}: the verifier is the one it was trained next to "
+                    f"(fingerprint {record.fingerprint})")
 
 
 def place_like(drafter, verifier):
