@@ -203,7 +203,7 @@ def load_setup(args, src: str, tgt: str):
     drafter = None
     if any(m in NEEDS_DRAFTER for m in args.modes):
         try:
-            drafter = load_drafter(args.drafter, task)
+            drafter = load_drafter(args.drafter, task, verifier=model)
         except ValueError as err:  # DrafterCheckpointError names the task's flag
             raise BenchmarkError(str(err).replace("--drafter-path", "--drafter")) from err
         drafter = place_like(drafter, model)
