@@ -1,6 +1,8 @@
 #!/usr/bin/env bash
-# Train the Spec-Drafter (task specdec_translation, glancing criterion) on distilled data,
-# its encoder started from the verifier. Resumable like fairseq-train itself.
+# Train a drafter (task specdec_translation; its kind, criterion and k come from CONFIG.args:
+# the chain drafter, the Spec-Drafter, ...) on distilled data, started from the verifier
+# (--init-from-verifier: its encoder and embeddings, and for the chain and feature drafters
+# also the teacher whose states they learn). Resumable like fairseq-train itself.
 #
 # usage: train_drafter.sh DATA_BIN SAVE_DIR VERIFIER_CKPT [CONFIG.args] [extra flags...]
 #   VERIFIER_CKPT may be "none" to start from scratch.

@@ -3,9 +3,12 @@
 * The same scripts/wmt/run.sh that reproduces the paper runs end to end on a small local
   corpus: the demo corpus (1500 training pairs) is put where the download stage puts the
   WMT data, a tiny config dir (32-wide 1+1-layer models, a few updates, k=5, CPU, no fp16)
-  replaces configs/wmt14_en_de, and only the download is skipped. Every stage's outputs
-  are checked, then a second run must skip everything.
-* --dry-run prints every stage's commands (real configs) and creates nothing.
+  replaces configs/wmt14_en_de, and only the download is skipped. It trains the default
+  drafter, the chain drafter, and decodes with --draft-vocab. Every stage's outputs are
+  checked, then a second run must skip everything; `--drafter spec-drafter` then trains
+  and evaluates the paper's Spec-Drafter next to it, reusing the verifier's decodings.
+* --dry-run prints every stage's commands (real configs), for either drafter kind, and
+  creates nothing.
 * The downloader fetches fake WMT archives (tgz, zip, gz, SGML test sets) from an
   http.server on 127.0.0.1 and from file:// URLs, and lays out RAW/{train,valid,test}.
 """
@@ -50,15 +53,18 @@ TINY_CONFIG = {
 : "${MAX_LEN:=250}"
 : "${MAX_RATIO:=1.5}"
 : "${VERIFIER_TOKENS_PER_UPDATE:=}"
-: "${DRAFTER_TOKENS_PER_UPDATE:=}"
+: "${CHAIN_DRAFTER_TOKENS_PER_UPDATE:=}"
+: "${SPEC_DRAFTER_TOKENS_PER_UPDATE:=}"
 : "${VERIFIER_AVERAGE:=update 3}"
-: "${DRAFTER_AVERAGE:=epoch 2}"
+: "${CHAIN_DRAFTER_AVERAGE:=epoch 2}"
+: "${SPEC_DRAFTER_AVERAGE:=epoch 2}"
 : "${DISTILL_BEAM:=2}"
 : "${DISTILL_SHARDS:=1}"
 : "${DISTILL_MAX_TOKENS:=8000}"
 : "${DISTILL_GEN_FLAGS:=--max-len-a 1.2 --max-len-b 5}"
 : "${RELAXED_BETA:=3}"
 : "${RELAXED_TAU:=1.0}"
+: "${CHAIN_DRAFT_VOCAB:=200}"
 : "${BENCH_BATCH_SIZES:=1,4}"
 : "${BENCH_MAX_SENTENCES:=12}"
 : "${BENCH_FLAGS:=--repeats 1 --warmup 0 --threads 1 --no-plots --max-len-a 1.2 --max-len-b 5}"
@@ -80,7 +86,27 @@ TINY_CONFIG = {
 --no-progress-bar
 --num-workers 0
 """,
-    "drafter.args": "# tiny drafter, k = 5\n--task specdec_translation\n--arch specdec_drafter_tiny\n" + TINY_MODEL + """\
+    "drafter_chain.args": "# tiny chain drafter, k = 5\n--task specdec_translation\n--arch specdec_drafter_chain_tiny\n"
+    + TINY_MODEL + """\
+--share-verifier-encoder
+--init-decoder-from-verifier
+--block-size 5
+--criterion specdec_chain
+--kd-weight 0.5
+--optimizer adam
+--lr 3e-3
+--lr-scheduler inverse_sqrt
+--warmup-updates 10
+--max-tokens 4096
+--max-epoch 2
+--keep-last-epochs 2
+--seed 1
+--log-interval 4
+--no-progress-bar
+--num-workers 0
+""",
+    "drafter_specdec.args": "# tiny Spec-Drafter, k = 5\n--task specdec_translation\n--arch specdec_drafter_tiny\n"
+    + TINY_MODEL + """\
 --block-size 5
 --criterion specdec_glancing
 --optimizer adam
@@ -161,13 +187,21 @@ def test_recipe_runs_every_stage_on_a_local_corpus(recipe):
     n_train = len((corpus / "prep/bpe/train.en").read_text().splitlines())
     assert len((distill / "text/train.de").read_text().splitlines()) == n_train
     assert "0 sentences without a hypothesis" in recipe["proc"].stdout + log
-    # drafter: epoch checkpoints, encoder from the averaged verifier, their average
-    drafter = run / "drafter"
+    # drafter: the chain drafter by default, started from (and taught by) the averaged verifier;
+    # epoch checkpoints and their average
+    assert f"drafter: --drafter chain, the EAGLE-style chain drafter (--arch specdec_drafter_chain_tiny, k=5), " \
+           f"trained from {recipe['config'] / 'drafter_chain.args'} into {run / 'drafter_chain'}, " \
+           f"decoded with --draft-vocab 200" in log
+    drafter = run / "drafter_chain"
     assert (drafter / "checkpoint1.pt").exists() and (drafter / "checkpoint2.pt").exists()
     assert (drafter / "averaged.pt").exists()
     assert f"--init-from-verifier {verifier / 'averaged.pt'}" in log
-    # evaluation: the four decodings of the whole test set, scored, in one table
-    rows = json.loads((run / "eval" / "results.json").read_text())
+    assert "--criterion specdec_chain" in log
+    assert not (run / "drafter_specdec").exists()
+    # evaluation: the four decodings of the whole test set, scored, in one table; the
+    # verifier's in eval/, SpecDec's (chain drafter, 200-token draft vocabulary) in eval/chain/
+    evals = run / "eval" / "chain"
+    rows = json.loads((evals / "results.json").read_text())
     assert [r["name"] for r in rows] == ["greedy", "beam5", "specdec", "specdec_relaxed"]
     for r in rows:
         assert r["sentences"] == 60
@@ -176,16 +210,23 @@ def test_recipe_runs_every_stage_on_a_local_corpus(recipe):
     specdec = {r["name"]: r for r in rows}
     assert specdec["specdec"]["identical_to_greedy"] == 100.0  # lossless: greedy's output exactly
     assert specdec["specdec"]["tokens_per_iteration"] >= 1.0
-    table = (run / "eval" / "results.md").read_text()
+    table = (evals / "results.md").read_text()
+    assert "SpecDec with the EAGLE-style chain drafter (--draft-vocab 200)" in table
     body = [line for line in table.splitlines() if line.startswith("| ") and not line.startswith("| Decoding")]
     assert len(body) == 4
     for label in ("Verifier, greedy", "Verifier, beam 5", "SpecDec (k=5, beta=1)",
                   "SpecDec relaxed (k=5, beta=3, tau=1)"):
         assert label in table
     assert "tok. BLEU (compound split)" in table
-    for mode in ("greedy", "beam5", "specdec", "specdec_relaxed"):
+    for mode in ("greedy", "beam5"):
         assert (run / "eval" / f"{mode}.txt").exists()
+    for mode in ("specdec", "specdec_relaxed"):
+        assert (evals / f"{mode}.txt").exists()
+        # the task counted the shortlist from the verifier's training data (prep/bin)
+        assert re.search(r"--draft-vocab 200: drafting among \d+ tokens, .* train target tokens of "
+                         + re.escape(str(corpus / "prep" / "bin")), (evals / f"{mode}.txt.log").read_text())
     assert "--task specdec_translation" in log and "--beta 3 --tau 1.0" in log
+    assert log.count("--beam 1 --draft-vocab 200 --beta") == 2
     assert "--required-batch-size-multiple 1" in log
     assert not list(recipe["root"].rglob("*.tmp")), "a temporary file was left behind"
 
@@ -199,45 +240,93 @@ def test_recipe_second_run_skips_every_step(recipe):
     assert after == before
 
 
+def test_recipe_spec_drafter_option_trains_the_papers_drafter_next_to_the_chain_one(recipe):
+    run = recipe["run"]
+    chain_files = {p: p.stat().st_mtime_ns for p in run.rglob("*") if p.is_file()}
+    proc = sh([*recipe["args"], "--drafter", "spec-drafter", "--stages", "train-drafter,evaluate"], recipe["env"])
+    log = proc.stderr
+    assert f"drafter: --drafter spec-drafter, the paper's Spec-Drafter (--arch specdec_drafter_tiny, k=5), " \
+           f"trained from {recipe['config'] / 'drafter_specdec.args'} into {run / 'drafter_specdec'}" in log
+    drafter = run / "drafter_specdec"
+    assert (drafter / "averaged.pt").exists() and "--criterion specdec_glancing" in log
+    assert "--draft-vocab" not in log  # a chain drafter's decoding flag
+    rows = {r["name"]: r for r in json.loads((run / "eval" / "specdec" / "results.json").read_text())}
+    assert list(rows) == ["greedy", "beam5", "specdec", "specdec_relaxed"]
+    assert rows["specdec"]["identical_to_greedy"] == 100.0 and rows["specdec"]["sentences"] == 60
+    assert "SpecDec with the paper's Spec-Drafter" in (run / "eval" / "specdec" / "results.md").read_text()
+    # the verifier's greedy and beam 5 decodings are shared; nothing of the chain drafter's changed
+    assert "decode the test set: verifier greedy: done already" in log
+    assert {p: p.stat().st_mtime_ns for p in chain_files} == chain_files
+
+
 def test_recipe_benchmark_stage(recipe):
     bench = subprocess.run([sys.executable, "-c", "import fairseq_specdec.benchmark"], cwd=REPO,
                            env=recipe_env(PYTHONPATH=REPO), capture_output=True)
     if bench.returncode != 0:
         pytest.skip("fairseq_specdec.benchmark is not importable")
     proc = sh([*recipe["args"], "--stages", "benchmark"], recipe["env"])
-    out = recipe["run"] / "benchmark"
+    out = recipe["run"] / "benchmark_chain"
     report = json.loads((out / "benchmark.json").read_text())
     assert report  # the benchmark's own tests check its contents
     assert (out / "stdout.md").exists() or (out / "table.md").exists()
-    assert "--modes greedy,beam5,specdec,specdec_relaxed" in proc.stderr
+    assert "--modes greedy,beam5,specdec,specdec_relaxed --draft-vocab 200" in proc.stderr
+    assert f"--drafter {recipe['run'] / 'drafter_chain' / 'averaged.pt'}" in proc.stderr
     assert "--source-lang en --target-lang de" in proc.stderr
     assert "--device cuda" not in proc.stderr  # no GPU visible
 
 
 # ------------------------------------------------------------------ dry run
-@pytest.mark.parametrize("pair,src,tgt,merges,drafter_freq", [
-    ("wmt14_en_de", "en", "de", 32000, 4),
-    ("wmt16_ro_en", "ro", "en", 40000, 2),
+@pytest.mark.parametrize("pair,src,tgt,merges,drafter,drafter_freq", [
+    ("wmt14_en_de", "en", "de", 32000, None, 2),  # the default: the chain drafter, 64k tokens per update
+    ("wmt16_ro_en", "ro", "en", 40000, "chain", 1),  # 32k
+    ("wmt14_en_de", "en", "de", 32000, "spec-drafter", 4),  # the paper's Spec-Drafter: 128k
+    ("wmt16_ro_en", "ro", "en", 40000, "spec-drafter", 2),  # 64k
 ])
-def test_dry_run_prints_every_command_and_creates_nothing(tmp_path, pair, src, tgt, merges, drafter_freq):
+def test_dry_run_prints_every_command_and_creates_nothing(tmp_path, pair, src, tgt, merges, drafter, drafter_freq):
     data, runs = tmp_path / "data", tmp_path / "runs"
-    proc = sh(["bash", RUN_SH, pair, "--dry-run", "--gpus", "8", "--data-root", data, "--ckpt-root", runs],
+    option = ["--drafter", drafter] if drafter else []
+    proc = sh(["bash", RUN_SH, pair, "--dry-run", "--gpus", "8", "--data-root", data, "--ckpt-root", runs, *option],
               recipe_env())
     assert files_under(tmp_path) == [], "a dry run created files"
     out = proc.stderr
     corpus = "wmt14_en_de" if "wmt14" in pair else "wmt16_en_ro"
+    # which drafter it trains, from which args file, into which directory
+    run = runs / pair
+    if drafter == "spec-drafter":
+        args, drafter_dir = REPO / "configs" / corpus / "drafter_specdec.args", run / "drafter_specdec"
+        assert f"drafter: --drafter spec-drafter, the paper's Spec-Drafter (--arch specdec_drafter_base, k=25), " \
+               f"trained from {args} into {drafter_dir} (--drafter chain for the other kind)" in out
+        assert "--draft-vocab" not in out
+        evals, bench = run / "eval" / "specdec", run / "benchmark_specdec"
+    else:
+        args, drafter_dir = REPO / "configs" / corpus / "drafter_chain.args", run / "drafter_chain"
+        assert f"drafter: --drafter chain, the EAGLE-style chain drafter (--arch specdec_drafter_chain, k=6), " \
+               f"trained from {args} into {drafter_dir}, decoded with --draft-vocab 4096 " \
+               f"(--drafter spec-drafter for the other kind)" in out
+        # the log line, both SpecDec decodings, the results table's title, the benchmark
+        assert out.count("--draft-vocab 4096") == 5
+        evals, bench = run / "eval" / "chain", run / "benchmark_chain"
+    assert f"train_drafter.sh {data}/{corpus}/distill.{src}-{tgt}/bin {drafter_dir} {run}/verifier/averaged.pt " \
+           f"{args} --source-lang {src} --target-lang {tgt} --distributed-world-size 8 --update-freq {drafter_freq}" in out
+    assert f"--inputs {drafter_dir} --num-update-checkpoints 5" in out
+    specdec_lines = [line for line in out.splitlines() if "--drafter-path" in line]
+    assert len(specdec_lines) == 2
+    for line in specdec_lines:  # a beam above 1 with a drafter is an error: --beam 1, once
+        assert line.startswith("+ fairseq-generate ") and re.findall(r"--beam \d+", line) == ["--beam 1"]
+        assert f"--drafter-path {drafter_dir}/averaged.pt" in line and f" > {evals}/specdec" in line
+    assert f"--out-md {evals}/results.md" in out and f"--row greedy={run}/eval/greedy.txt" in out
+    assert f"--drafter {drafter_dir}/averaged.pt" in out and f"--out-dir {bench}.tmp" in out
     assert f"download_wmt.py --pair {corpus}" in out
     assert f"prepare_bitext.sh {data}/{corpus}/raw {data}/{corpus}/prep {corpus[6:8]} {corpus[9:11]} {merges} 250 1.5" in out
     assert f"train_verifier.sh {data}/{corpus}/prep/bin" in out
     assert f"configs/{corpus}/verifier.args --source-lang {src} --target-lang {tgt} " \
            f"--distributed-world-size 8 --update-freq 1" in out  # 8 GPUs x 4096 tokens = 32k
-    assert f"--update-freq {drafter_freq}" in out  # 128k (EN-DE) / 64k (EN-RO) tokens per update
     assert "average_checkpoints.py" in out and "--num-update-checkpoints 5" in out
     assert "BEAM=5" in out and "distill.sh" in out
     assert f"train_drafter.sh {data}/{corpus}/distill.{src}-{tgt}/bin" in out
     assert out.count("+ fairseq-generate ") == 4
     assert "--drafter-path" in out and "--beta 3 --tau 1.0" in out
-    assert "--block-size" not in out  # trained from drafter.args; decoding reads k from the drafter
+    assert "--block-size" not in out  # trained from the args file; decoding reads k from the drafter
     assert "score.py" in out and ("--compound-split" in out) == (tgt == "de")
     assert "-m fairseq_specdec.benchmark" in out and "--batch-sizes 1,8,32" in out
 
@@ -246,9 +335,26 @@ def test_recipe_refuses_bad_arguments(tmp_path):
     env = recipe_env()
     for args, message in ((["wmt15_xx_yy"], "unknown PAIR"), (["wmt14_en_de", "--stages", "train"], "unknown stage"),
                           (["wmt14_en_de", "--gpus", "two"], "positive number"),
+                          (["wmt14_en_de", "--drafter", "eagle"], "--drafter: chain or spec-drafter, got 'eagle'"),
                           (["wmt14_en_de", "--config-dir", tmp_path], "missing")):
         proc = sh(["bash", RUN_SH, *args, "--dry-run"], env, check=False)
         assert proc.returncode != 0 and message in proc.stderr, (args, proc.stderr)
+    # a config dir needs the args file of the drafter kind asked for, training that kind
+    config = tmp_path / "config"
+    config.mkdir()
+    for name in ("recipe.env", "verifier.args", "generate.args"):
+        (config / name).write_text((REPO / "configs" / "wmt14_en_de" / name).read_text())
+    (config / "drafter_chain.args").write_text((REPO / "configs" / "wmt14_en_de" / "drafter_specdec.args").read_text())
+    dry = ["bash", RUN_SH, "wmt14_en_de", "--dry-run", "--config-dir", config]
+    proc = sh([*dry, "--drafter", "spec-drafter"], env, check=False)
+    assert proc.returncode != 0 and f"missing {config}/drafter_specdec.args (--drafter spec-drafter)" in proc.stderr
+    proc = sh(dry, env, check=False)
+    assert proc.returncode != 0 and f"{config}/drafter_chain.args: --arch 'specdec_drafter_base' is not the " \
+        "EAGLE-style chain drafter (--drafter chain wants specdec_drafter_chain*)" in proc.stderr, proc.stderr
+    (config / "drafter_chain.args").write_text((REPO / "configs" / "wmt14_en_de" / "drafter_chain.args").read_text())
+    (config / "recipe.env").write_text((config / "recipe.env").read_text().replace("CHAIN_DRAFT_VOCAB", "OTHER"))
+    proc = sh(dry, env, check=False)
+    assert proc.returncode != 0 and f"{config}/recipe.env sets no CHAIN_DRAFT_VOCAB" in proc.stderr, proc.stderr
     # a stage whose input is missing says which stage to run first
     cmd = ["bash", RUN_SH, "wmt14_en_de", "--stages", "train-verifier", "--data-root", tmp_path,
            "--ckpt-root", tmp_path]

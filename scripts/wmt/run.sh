@@ -5,15 +5,26 @@
 #   prepare         Moses tokenization, cleaning, joint BPE, fairseq binarization (joined dict)
 #   train-verifier  stock fairseq Transformer-base, then the average of its last checkpoints
 #   distill         translate the training set with the verifier (beam 5) and binarize it
-#   train-drafter   Spec-Drafter (specdec_drafter_base, k from drafter.args) on the distilled data, its
-#                   encoder started from the verifier; then the average of its last checkpoints
+#   train-drafter   the drafter (--drafter) on the distilled data, started from the verifier; then
+#                   the average of its last checkpoints -> RUN/drafter_chain | RUN/drafter_specdec
+#                   chain (default): EAGLE-style chain drafter (specdec_drafter_chain), one causal
+#                     layer over the verifier's states, the verifier's encoder and output projection,
+#                     k from drafter_chain.args: the drafter that wins at base size
+#                   spec-drafter: the paper's Spec-Drafter (specdec_drafter_base, 12+2 layers,
+#                     glancing, k from drafter_specdec.args): to reproduce the paper
 #   evaluate        test set: greedy, beam 5, SpecDec (beta=1), SpecDec relaxed (beta=3, tau=1)
-#                   -> RUN/eval/results.md (tokenized BLEU, compound split for EN-DE; sacreBLEU)
+#                   with the drafter (chain: --draft-vocab CHAIN_DRAFT_VOCAB) -> RUN/eval/KIND/
+#                   results.md (tokenized BLEU, compound split for EN-DE; sacreBLEU); KIND is
+#                   chain or specdec (the verifier's greedy and beam 5 in RUN/eval, shared)
 #   benchmark       python -m fairseq_specdec.benchmark at batch 1 and larger batches
+#                   -> RUN/benchmark_KIND
 #
 # usage: scripts/wmt/run.sh PAIR [options]
 #   PAIR               wmt14_en_de | wmt14_de_en | wmt16_en_ro | wmt16_ro_en
 #   --stages a,b,...   stages to run (default: all of them, in the order above)
+#   --drafter KIND     chain (default: the chain drafter, configs' drafter_chain.args) or
+#                      spec-drafter (the paper's Spec-Drafter, drafter_specdec.args); each kind
+#                      has its own drafter, evaluation and benchmark outputs in RUN
 #   --dry-run          print every command, run nothing, create nothing
 #   --data-root DIR    corpora and binarized data (default: work/wmt/data)
 #   --ckpt-root DIR    checkpoints and results, in DIR/PAIR (default: work/wmt/runs)
@@ -30,7 +41,8 @@
 #
 # Resumable: run it again and finished steps are skipped (every step checks its output).
 # Hyperparameters live in the config dir: recipe.env (sizes, BPE, tokens per update,
-# distillation, decoding), verifier.args, drafter.args, generate.args (one flag per line).
+# distillation, decoding), verifier.args, drafter_chain.args, drafter_specdec.args,
+# generate.args (one flag per line; only the --drafter kind's args file is needed).
 # Multi-GPU and multi-node training, time estimates, the paper's figures: docs/reproduce.md.
 set -euo pipefail
 HERE=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
@@ -44,11 +56,12 @@ die() { echo "error: $*" >&2; exit 1; }
 usage() { sed -n '2,/^set -euo/p' "${BASH_SOURCE[0]}" | sed '$d; s/^# \{0,1\}//' >&2; exit "${1:-0}"; }
 
 PAIR="" STAGES="" DATA_ROOT="$REPO_ROOT/work/wmt/data" CKPT_ROOT="$REPO_ROOT/work/wmt/runs"
-GPUS="" TRAIN_FLAGS="" MIRROR="" CONFIG_DIR="${RECIPE_CONFIG_DIR:-}"
+GPUS="" TRAIN_FLAGS="" MIRROR="" CONFIG_DIR="${RECIPE_CONFIG_DIR:-}" DRAFTER_KIND=chain
 while [ $# -gt 0 ]; do
   case $1 in
     --dry-run) export DRY_RUN=1 ;;
     --stages) STAGES=${2:?}; shift ;;
+    --drafter) DRAFTER_KIND=${2:?}; shift ;;
     --data-root) DATA_ROOT=${2:?}; shift ;;
     --ckpt-root) CKPT_ROOT=${2:?}; shift ;;
     --gpus) GPUS=${2:?}; shift ;;
@@ -78,13 +91,37 @@ for s in ${STAGES//,/ }; do
 done
 want() { case ",$STAGES," in *",$1,"*) return 0 ;; *) return 1 ;; esac; }
 
+# the drafter kind: its args file, its name in RUN, what it is, and its recipe.env variables
+case $DRAFTER_KIND in
+  chain) DRAFTER_TAG=chain DRAFTER_WHAT="the EAGLE-style chain drafter" DRAFTER_ARCHS="specdec_drafter_chain*" ;;
+  spec-drafter) DRAFTER_TAG=specdec DRAFTER_WHAT="the paper's Spec-Drafter"
+    DRAFTER_ARCHS="a Spec-Drafter architecture: specdec_drafter_base, specdec_drafter_6e6d, ..." ;;
+  *) die "--drafter: chain or spec-drafter, got '$DRAFTER_KIND'" ;;
+esac
+DRAFTER_ARGS_FILE=drafter_$DRAFTER_TAG.args
+
 CONFIG_DIR=${CONFIG_DIR:-$REPO_ROOT/configs/$CORPUS}
-for f in recipe.env verifier.args drafter.args generate.args; do
-  [ -f "$CONFIG_DIR/$f" ] || die "missing $CONFIG_DIR/$f"
+for f in recipe.env verifier.args "$DRAFTER_ARGS_FILE" generate.args; do
+  [ -f "$CONFIG_DIR/$f" ] || die "missing $CONFIG_DIR/$f (--drafter $DRAFTER_KIND)"
 done
 # shellcheck disable=SC1091
 source "$CONFIG_DIR/recipe.env"
 DATA_ROOT=$(realpath -m "$DATA_ROOT") CKPT_ROOT=$(realpath -m "$CKPT_ROOT") CONFIG_DIR=$(realpath "$CONFIG_DIR")
+DRAFTER_ARGS=$CONFIG_DIR/$DRAFTER_ARGS_FILE
+
+# recipe_var NAME: a recipe.env variable that must be set (an empty value is allowed)
+recipe_var() { [ -n "${!1+x}" ] || die "$CONFIG_DIR/recipe.env sets no $1"; printf '%s' "${!1}"; }
+DRAFTER_DRAFT_FLAGS=""  # decoding flags of the drafter kind, for the evaluate and benchmark stages
+if [ "$DRAFTER_KIND" = chain ]; then
+  DRAFTER_TOKENS=$(recipe_var CHAIN_DRAFTER_TOKENS_PER_UPDATE)
+  DRAFTER_AVERAGE=$(recipe_var CHAIN_DRAFTER_AVERAGE)
+  CHAIN_DRAFT_VOCAB=$(recipe_var CHAIN_DRAFT_VOCAB)
+  [[ $CHAIN_DRAFT_VOCAB =~ ^[0-9]+$ ]] || die "CHAIN_DRAFT_VOCAB wants a number of tokens (0 = all), got '$CHAIN_DRAFT_VOCAB'"
+  [ "$CHAIN_DRAFT_VOCAB" = 0 ] || DRAFTER_DRAFT_FLAGS="--draft-vocab $CHAIN_DRAFT_VOCAB"
+else
+  DRAFTER_TOKENS=$(recipe_var SPEC_DRAFTER_TOKENS_PER_UPDATE)
+  DRAFTER_AVERAGE=$(recipe_var SPEC_DRAFTER_AVERAGE)
+fi
 
 # ---------------------------------------------------------------- helpers
 # arg_value FILE FLAG: the value of FLAG in a configs/*.args file (empty when absent)
@@ -190,6 +227,17 @@ after_training() {  # after_training DIR "KIND N"
   if [ "$FIRST_NODE" = 1 ]; then average "$@"; else log "averaging $1: left to the first node"; fi
 }
 
+# the args file must train the kind asked for: the decoding flags above depend on it
+DRAFTER_ARCH=$(arg_value "$DRAFTER_ARGS" --arch)
+case $DRAFTER_KIND:$DRAFTER_ARCH in
+  chain:specdec_drafter_chain*) ;;
+  spec-drafter:specdec_drafter_chain*|spec-drafter:specdec_drafter_feature*) kind_mismatch=1 ;;
+  spec-drafter:specdec_drafter|spec-drafter:specdec_drafter_*) ;;
+  *) kind_mismatch=1 ;;
+esac
+[ -z "${kind_mismatch:-}" ] || die "$DRAFTER_ARGS: --arch '$DRAFTER_ARCH' is not $DRAFTER_WHAT" \
+  "(--drafter $DRAFTER_KIND wants $DRAFTER_ARCHS)"
+
 # ---------------------------------------------------------------- layout
 CORPUS_DIR=$DATA_ROOT/$CORPUS
 RAW=$CORPUS_DIR/raw
@@ -197,12 +245,16 @@ PREP=$CORPUS_DIR/prep
 DISTILL=$CORPUS_DIR/distill.$SRC-$TGT
 RUN=$CKPT_ROOT/$PAIR
 VERIFIER_DIR=$RUN/verifier VERIFIER=$RUN/verifier/averaged.pt
-DRAFTER_DIR=$RUN/drafter DRAFTER=$RUN/drafter/averaged.pt
-# k is trained from drafter.args and recorded in the drafter checkpoint: decoding reads it there
-BLOCK_SIZE=$(arg_value "$CONFIG_DIR/drafter.args" --block-size)
+DRAFTER_DIR=$RUN/drafter_$DRAFTER_TAG DRAFTER=$RUN/drafter_$DRAFTER_TAG/averaged.pt
+# k is trained from the drafter's args file and recorded in its checkpoint: decoding reads it there
+BLOCK_SIZE=$(arg_value "$DRAFTER_ARGS" --block-size)
 
 log "SpecDec recipe: $PAIR ($SRC -> $TGT), stages: $STAGES"
 log "config $CONFIG_DIR | data $CORPUS_DIR | run $RUN | GPUs: $LOCAL_GPUS here, training on $GPUS$DRY_NOTE"
+other=spec-drafter; [ "$DRAFTER_KIND" = chain ] || other=chain
+log "drafter: --drafter $DRAFTER_KIND, $DRAFTER_WHAT (--arch $DRAFTER_ARCH, k=${BLOCK_SIZE:-the default})," \
+  "trained from $DRAFTER_ARGS into $DRAFTER_DIR${DRAFTER_DRAFT_FLAGS:+, decoded with $DRAFTER_DRAFT_FLAGS}" \
+  "(--drafter $other for the other kind)"
 start=$SECONDS
 
 # ---------------------------------------------------------------- stages
@@ -243,43 +295,48 @@ fi
 if want train-drafter; then
   need "$DISTILL/bin/dict.$TGT.txt" distill
   need "$VERIFIER" train-verifier
-  check_fp16 "$CONFIG_DIR/drafter.args"
-  flags=$(train_flags "$CONFIG_DIR/drafter.args" "${DRAFTER_TOKENS_PER_UPDATE:-}")
+  check_fp16 "$DRAFTER_ARGS"
+  flags=$(train_flags "$DRAFTER_ARGS" "$DRAFTER_TOKENS")
   # shellcheck disable=SC2086
-  is_done "train the drafter (k=${BLOCK_SIZE:-the default}, encoder from the verifier)" "$DRAFTER_DIR/train.done" || run bash \
-    "$REPO_ROOT/scripts/train_drafter.sh" "$DISTILL/bin" "$DRAFTER_DIR" "$VERIFIER" "$CONFIG_DIR/drafter.args" $flags
+  is_done "train $DRAFTER_WHAT ($DRAFTER_ARCH, k=${BLOCK_SIZE:-the default}, started from the verifier)" \
+    "$DRAFTER_DIR/train.done" || run bash \
+    "$REPO_ROOT/scripts/train_drafter.sh" "$DISTILL/bin" "$DRAFTER_DIR" "$VERIFIER" "$DRAFTER_ARGS" $flags
   after_training "$DRAFTER_DIR" "$DRAFTER_AVERAGE"
 fi
 
 if want evaluate; then
   need "$VERIFIER" train-verifier
   need "$DRAFTER" train-drafter
-  EVAL=$RUN/eval
-  [ -d "$EVAL" ] || run mkdir -p "$EVAL"
+  # the verifier's own decodings in RUN/eval, shared by both drafter kinds; SpecDec's in RUN/eval/KIND
+  EVAL=$RUN/eval EVAL_SPECDEC=$RUN/eval/$DRAFTER_TAG
+  [ -d "$EVAL_SPECDEC" ] || run mkdir -p "$EVAL_SPECDEC"
   # shellcheck disable=SC2046,SC2086
   gen=(fairseq-generate "$PREP/bin" --user-dir "$USER_DIR" --gen-subset test --source-lang "$SRC" --target-lang "$TGT"
        --path "$VERIFIER" --remove-bpe $KEEP_ALL $(read_args "$CONFIG_DIR/generate.args") $FP16_GEN)
-  specdec=(--task specdec_translation --drafter-path "$DRAFTER" --beam 1)
+  # shellcheck disable=SC2206
+  specdec=(--task specdec_translation --drafter-path "$DRAFTER" --beam 1 $DRAFTER_DRAFT_FLAGS)
   is_done "decode the test set: verifier greedy" "$EVAL/greedy.txt" || decode "$EVAL/greedy.txt" "${gen[@]}" --beam 1
   is_done "decode the test set: verifier beam 5" "$EVAL/beam5.txt" || decode "$EVAL/beam5.txt" "${gen[@]}" --beam 5
-  is_done "decode the test set: SpecDec (beta=1)" "$EVAL/specdec.txt" || decode "$EVAL/specdec.txt" \
-    "${gen[@]}" "${specdec[@]}" --beta 1
-  is_done "decode the test set: SpecDec relaxed (beta=$RELAXED_BETA, tau=$RELAXED_TAU)" "$EVAL/specdec_relaxed.txt" \
-    || decode "$EVAL/specdec_relaxed.txt" "${gen[@]}" "${specdec[@]}" --beta "$RELAXED_BETA" --tau "$RELAXED_TAU"
+  is_done "decode the test set: SpecDec with $DRAFTER_WHAT (beta=1)" "$EVAL_SPECDEC/specdec.txt" \
+    || decode "$EVAL_SPECDEC/specdec.txt" "${gen[@]}" "${specdec[@]}" --beta 1
+  is_done "decode the test set: SpecDec relaxed with $DRAFTER_WHAT (beta=$RELAXED_BETA, tau=$RELAXED_TAU)" \
+    "$EVAL_SPECDEC/specdec_relaxed.txt" || decode "$EVAL_SPECDEC/specdec_relaxed.txt" "${gen[@]}" "${specdec[@]}" \
+    --beta "$RELAXED_BETA" --tau "$RELAXED_TAU"
   compound=()
   [ "$TGT" = de ] && compound=(--compound-split)
-  is_done "score the test set" "$EVAL/results.md" || run "$PYTHON" "$HERE/score.py" \
-    --row "greedy=$EVAL/greedy.txt" --row "beam5=$EVAL/beam5.txt" --row "specdec=$EVAL/specdec.txt" \
-    --row "specdec_relaxed=$EVAL/specdec_relaxed.txt" --beta "$RELAXED_BETA" \
+  is_done "score the test set" "$EVAL_SPECDEC/results.md" || run "$PYTHON" "$HERE/score.py" \
+    --row "greedy=$EVAL/greedy.txt" --row "beam5=$EVAL/beam5.txt" --row "specdec=$EVAL_SPECDEC/specdec.txt" \
+    --row "specdec_relaxed=$EVAL_SPECDEC/specdec_relaxed.txt" --beta "$RELAXED_BETA" \
     --tau "$RELAXED_TAU" --tok-ref "$PREP/tok/test.$TGT" --raw-ref "$RAW/test.$TGT" --lang "$TGT" \
-    ${compound[@]+"${compound[@]}"} --title "$PAIR" --out-md "$EVAL/results.md" --out-json "$EVAL/results.json"
-  [ "${DRY_RUN:-0}" = 1 ] || cat "$EVAL/results.md"
+    ${compound[@]+"${compound[@]}"} --title "$PAIR, SpecDec with $DRAFTER_WHAT${DRAFTER_DRAFT_FLAGS:+ ($DRAFTER_DRAFT_FLAGS)}" \
+    --out-md "$EVAL_SPECDEC/results.md" --out-json "$EVAL_SPECDEC/results.json"
+  [ "${DRY_RUN:-0}" = 1 ] || cat "$EVAL_SPECDEC/results.md"
 fi
 
 if want benchmark; then
   need "$VERIFIER" train-verifier
   need "$DRAFTER" train-drafter
-  BENCH=$RUN/benchmark
+  BENCH=$RUN/benchmark_$DRAFTER_TAG
   # shellcheck disable=SC2086
   is_done "benchmark (batch sizes $BENCH_BATCH_SIZES)" "$BENCH/benchmark.json" || {
     run rm -rf "$BENCH.tmp"
@@ -287,7 +344,7 @@ if want benchmark; then
     run_to "$BENCH.tmp/stdout.md" "$PYTHON" -m fairseq_specdec.benchmark --data "$PREP/bin" \
       --source-lang "$SRC" --target-lang "$TGT" --verifier "$VERIFIER" --drafter "$DRAFTER" \
       --batch-sizes "$BENCH_BATCH_SIZES" --beta "$RELAXED_BETA" --tau "$RELAXED_TAU" \
-      --modes greedy,beam5,specdec,specdec_relaxed $BENCH_DEVICE \
+      --modes greedy,beam5,specdec,specdec_relaxed $DRAFTER_DRAFT_FLAGS $BENCH_DEVICE \
       ${BENCH_MAX_SENTENCES:+--max-sentences "$BENCH_MAX_SENTENCES"} ${BENCH_FLAGS:-} --out-dir "$BENCH.tmp"
     run mv "$BENCH.tmp" "$BENCH"
   }
