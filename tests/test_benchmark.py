@@ -129,10 +129,21 @@ def test_table_printed_with_all_modes(bench_run):
 
 def test_ctranslate2_peer(bench_run):
     pytest.importorskip("ctranslate2")
-    out, report, _ = bench_run
-    rows = _rows(report, CT2_MODES)
-    assert {(r["mode"], r["batch"]) for r in rows} == {(m, b) for m in CT2_MODES for b in (1, 4)}
-    assert report["machine"]["ctranslate2"]
+    import os
+    import sys
+
+    out, report, text = bench_run
+    peer = report["ctranslate2"]
+    int8 = [m for m in ("ct2_greedy_int8", "ct2_greedy_int8_float32")
+            if ("int8_float32" if m.endswith("float32") else "int8") in peer["supported_compute_types"]]
+    rows = _rows(report, CT2_MODES + int8)
+    assert {(r["mode"], r["batch"]) for r in rows} == {(m, b) for m in CT2_MODES + int8 for b in (1, 4)}
+    assert report["machine"]["ctranslate2"] == peer["version"]
+    assert peer["compute_types"]["ct2_greedy"] == "float32" and peer["threads"] == 1
+    # timed in a process of its own where torch never ran, and never imported here
+    assert peer["pid"] != os.getpid() and peer["torch_imported"] is False
+    assert "ctranslate2" not in sys.modules
+    assert f"in a process of its own (pid {peer['pid']}, torch never imported)" in text
     assert (out / "ct2_verifier" / "model.bin").is_file()
     # the same verifier, the same post-processing: CTranslate2's greedy search finds the same
     # translations as fairseq's, up to near-ties that other matrix kernels may break otherwise

@@ -32,7 +32,7 @@ from fairseq.data import BaseWrapperDataset
 from fairseq.data.data_utils import infer_language_pair
 from fairseq_specdec.benchmark import ct2 as peer, report as reporting
 from fairseq_specdec.benchmark.modes import (
-    DEFAULT_MODES, MODES, NEEDS_DRAFTER, NGRAM_MODES, ORACLE_MODES, SPECDEC_MODES, count_at_limit, known_outputs,
+    CT2_MODES, DEFAULT_MODES, MODES, NEEDS_DRAFTER, NGRAM_MODES, ORACLE_MODES, SPECDEC_MODES, count_at_limit, known_outputs,
     length_limits, load_ngram_index,
     make_decoder)
 from fairseq_specdec.decoding.block_size import check_drafter_block_size, ngram_block_size
@@ -277,25 +277,44 @@ def benchmark_batch_size(args, bs, modes, setup, dataset, ct2) -> Dict[str, dict
     times = {m: [] for m in modes}
     peaks = {m: 0.0 for m in modes}
     last_raw = {}
+    in_process = [m for m in modes if m not in CT2_MODES]
     for _ in range(args.warmup):
-        for m in modes:
+        for m in in_process:
             timed_pass(measured[m], inputs[m], device, counted=False)
     for rep in range(args.repeats):
-        for m in modes:
+        for m in in_process:
             if device.type == "cuda":
                 torch.cuda.reset_peak_memory_stats(device)
             seconds, last_raw[m] = timed_pass(measured[m], inputs[m], device)
             times[m].append(seconds)
             peaks[m] = max(peaks[m], peak_memory_mb(device))
             logger.info("batch %d repeat %d %s: %.3fs", bs, rep + 1, m, seconds)
+    ct2_modes = [m for m in modes if m in CT2_MODES]
+    if ct2_modes:  # after torch's modes, in a process where torch never ran
+        timed, facts = peer.time_in_own_process(ct2, {m: measured[m] for m in ct2_modes},
+                                                {m: inputs[m] for m in ct2_modes}, args.warmup, args.repeats)
+        ct2.facts = facts
+        for m in ct2_modes:
+            times[m], last_raw[m], peaks[m] = timed[m]["times"], timed[m]["hypotheses"], timed[m]["peak_mb"]
+            logger.info("batch %d %s (own process, pid %d): %s", bs, m, facts["pid"],
+                        ", ".join(f"{t:.3f}s" for t in times[m]))
     results = {}
     for m in modes:
         tokens = measured[m].tokens(last_raw[m], batches)
         results[m] = {"times": times[m], "median_s": statistics.median(times[m]), "tokens": tokens,
                       "at_length_limit": count_at_limit(tokens, limits), "peak_mb": peaks[m], "stats": stats.get(m)}
-        if device.type == "cuda" and m.startswith("ct2_"):
+        if device.type == "cuda" and m in CT2_MODES:
             results[m]["peak_mb"] = None  # CTranslate2 allocates outside torch's allocator
     return results
+
+
+def ct2_facts(ct2, modes) -> Optional[dict]:
+    """What the report records of the CTranslate2 peer: version, compute types, threads, process."""
+    if ct2 is None:
+        return None
+    return {"version": ct2.version, "threads": ct2.threads, "device": ct2.device,
+            "compute_types": {m: ct2.compute_type(m) for m in modes if m in CT2_MODES},
+            "supported_compute_types": ct2.supported, **ct2.facts}
 
 
 def _use_ct2(args) -> bool:
@@ -365,7 +384,11 @@ def _run(args, argv) -> dict:
     if args.max_sentences:
         dataset = FirstN(dataset, args.max_sentences)
     ct2 = _open_ct2(args, src, tgt, task) if with_ct2 else None
-    modes = [m for m in modes if ct2 is not None or not m.startswith("ct2_")]
+    unsupported = [m for m in modes if m in CT2_MODES and ct2 is not None and not ct2.runs(m)]
+    if unsupported:
+        logger.warning("left out: %s (CTranslate2 on %s supports the compute types %s)", ", ".join(unsupported),
+                       ct2.device, ", ".join(ct2.supported))
+    modes = [m for m in modes if m not in CT2_MODES or (ct2 is not None and m not in unsupported)]
     try:
         per_bs = {bs: benchmark_batch_size(args, bs, modes, setup, dataset, ct2) for bs in args.batch_sizes}
     finally:
@@ -373,7 +396,7 @@ def _run(args, argv) -> dict:
             ct2.close()
     command = sys.argv if argv is None else ["specdec-benchmark", *argv]
     report = reporting.build_report(args, modes, per_bs, dataset, task, src, tgt, command,
-                                       ct2_version=ct2.version if ct2 is not None else None)
+                                       ct2=ct2_facts(ct2, modes))
     text = reporting.markdown_table(report)
     if args.profile:
         text += "\n\n" + reporting.profile_table(report)

@@ -2,7 +2,9 @@
 
 Besides fairseq's greedy and beam search, our own lean greedy (``greedy_lean``: the
 verifier's lean forward and preallocated cache, one token per step, greedy's output),
-SpecDec (lossless and relaxed) and the CTranslate2 peer, two *bound* modes measure SpecDec's limit on the machine at hand: the
+SpecDec (lossless and relaxed) and the CTranslate2 peer (greedy and beam 5 in float32, or
+float16 with --fp16, and greedy in int8 and int8_float32 where the device supports them;
+timed in a process of its own: ``ct2``), two *bound* modes measure SpecDec's limit on the machine at hand: the
 drafter is replaced by an oracle that drafts greedy's own output, so every draft is
 accepted. ``specdec_oracle`` still runs the real drafter (and throws its drafts away):
 the speed a perfect drafter of the same cost would reach. ``specdec_oracle_free`` drafts
@@ -34,11 +36,13 @@ DRAFTED_MODES = ("specdec", "specdec_fixed", "specdec_relaxed")  # SpecDec with 
 ORACLE_MODES = ("specdec_oracle", "specdec_oracle_free")
 NGRAM_MODES = ("specdec_ngram", "specdec_combined")  # lossless, with the n-gram drafter
 SPECDEC_MODES = DRAFTED_MODES + NGRAM_MODES + ORACLE_MODES
-MODES = ("greedy", "greedy_lean", "beam5", *SPECDEC_MODES, "ct2_greedy", "ct2_beam5")
+CT2_MODES = ("ct2_greedy", "ct2_beam5", "ct2_greedy_int8", "ct2_greedy_int8_float32")  # timed in their own process
+MODES = ("greedy", "greedy_lean", "beam5", *SPECDEC_MODES, *CT2_MODES)
 DEFAULT_MODES = tuple(m for m in MODES if m not in ORACLE_MODES + NGRAM_MODES)
 FIXED_BLOCK_MODES = ORACLE_MODES + ("specdec_fixed",)  # exactly k drafts per iteration
 NEEDS_DRAFTER = DRAFTED_MODES + ("specdec_combined", "specdec_oracle")
-BEAMS = {"greedy": 1, "greedy_lean": 1, "beam5": 5, "ct2_greedy": 1, "ct2_beam5": 5}
+BEAMS = {"greedy": 1, "greedy_lean": 1, "beam5": 5, "ct2_greedy": 1, "ct2_beam5": 5, "ct2_greedy_int8": 1,
+         "ct2_greedy_int8_float32": 1}
 
 KnownOutputs = Dict[Tuple[int, ...], List[int]]  # unpadded source tokens -> greedy's tokens
 
@@ -137,7 +141,7 @@ def make_decoder(mode: str, args, model, drafter, tgt_dict, stats: Optional[Deco
     for fairseq-generate."""
     search = dict(max_len_a=args.max_len_a, max_len_b=args.max_len_b)
     if mode.startswith("ct2_"):
-        return peer.CT2Decoder(ct2, BEAMS[mode], search, model.max_decoder_positions())
+        return peer.CT2Decoder(ct2, mode, BEAMS[mode], search, model.max_decoder_positions())
     graphs = GraphOptions() if args.cuda_graphs else None  # the plugin's modes only
     decoding = Decoding(beam=BEAMS.get(mode, 1), lean_greedy=mode == "greedy_lean",
                         graphs=graphs if mode == "greedy_lean" else None)

@@ -53,7 +53,7 @@ def cpu_model() -> str:
     return platform.processor() or platform.machine()
 
 
-def machine_info(args, ct2_version: Optional[str]) -> Dict:
+def machine_info(args, ct2: Optional[Dict]) -> Dict:
     import fairseq
     import sacrebleu
 
@@ -66,7 +66,7 @@ def machine_info(args, ct2_version: Optional[str]) -> Dict:
         "torch": torch.__version__,
         "fairseq": getattr(fairseq, "__version__", "?"),
         "sacrebleu": sacrebleu.__version__,
-        "ctranslate2": ct2_version,
+        "ctranslate2": ct2["version"] if ct2 else None,
         "torch_threads": torch.get_num_threads(),
         "load_average_at_end": os.getloadavg()[0] if hasattr(os, "getloadavg") else None,
         "device": args.device,
@@ -86,7 +86,7 @@ def peak_memory_note(cuda: bool, cuda_graphs: bool) -> str:
 
 
 def build_report(args, modes, per_bs, dataset, task, src: str, tgt: str, argv: List[str],
-                 ct2_version: Optional[str] = None) -> Dict:
+                 ct2: Optional[Dict] = None) -> Dict:
     """Figures per (mode, batch size) from the timings, outputs and DecodingStats of ``per_bs``."""
     tgt_dict = task.target_dictionary
     detok = _detokenizer(tgt)
@@ -136,7 +136,8 @@ def build_report(args, modes, per_bs, dataset, task, src: str, tgt: str, argv: L
         "data": {"dir": args.data, "subset": args.subset, "source_lang": src, "target_lang": tgt,
                  "sentences": n},
         "verifier": args.verifier, "drafter": args.drafter,
-        "machine": machine_info(args, ct2_version),
+        "machine": machine_info(args, ct2),
+        "ctranslate2": ct2,  # version, threads, compute type per mode, the timing process (pid, torch_imported)
         "modes": modes,
         "peak_memory": peak_memory_note(cuda, args.cuda_graphs),
         "bleu": "sacrebleu corpus BLEU, detokenized (sacremoses) hypotheses vs the binarized targets "
@@ -183,6 +184,12 @@ def markdown_table(report: Dict) -> str:
                  f"at len limit: outputs cut by the length limit ({report['config']['max_len_a']:g} x source "
                  f"length + {report['config']['max_len_b']}). "
                  f"peak MB: {report['peak_memory']}.")
+    ct2 = report.get("ctranslate2")
+    if ct2 and "pid" in ct2:
+        kinds = ", ".join(f"{mode} {kind}" for mode, kind in ct2["compute_types"].items())
+        lines.append(f"CTranslate2 {ct2['version']} ({kinds}; intra_threads {ct2['threads']}) decodes the same "
+                     f"batches with the same length limits in a process of its own (pid {ct2['pid']}, torch "
+                     f"{'imported' if ct2['torch_imported'] else 'never imported'}), after the torch modes.")
     return "\n".join(lines)
 
 
