@@ -28,13 +28,8 @@ import torch.multiprocessing as mp
 
 REPO = Path(__file__).resolve().parents[1]
 USER_DIR = str(REPO / "fairseq_specdec")
-TINY_MODEL = [
-    "--encoder-layers", "2", "--decoder-layers", "2",
-    "--encoder-embed-dim", "64", "--decoder-embed-dim", "64",
-    "--encoder-ffn-embed-dim", "128", "--decoder-ffn-embed-dim", "128",
-    "--encoder-attention-heads", "4", "--decoder-attention-heads", "4",
-    "--share-all-embeddings",
-]
+sys.path.insert(0, str(REPO / "tests"))
+from conftest import TINY_MODEL  # noqa: E402  (the test suite's tiny widths)
 UPDATES = 3
 BACKENDS = ("pytorch_ddp", "legacy_ddp")
 

@@ -46,6 +46,20 @@ TINY_MODEL = """\
 --share-all-embeddings
 """
 # A tiny stand-in for configs/wmt14_en_de: same files, same variables, CPU-sized.
+TINY_TRAINING = """\
+--optimizer adam
+--lr 3e-3
+--lr-scheduler inverse_sqrt
+--warmup-updates 10
+--max-tokens 4096
+--max-epoch 2
+--keep-last-epochs 2
+--seed 1
+--log-interval 4
+--no-progress-bar
+--num-workers 0
+"""  # the optimization flags of the tiny drafters
+
 TINY_CONFIG = {
     "recipe.env": """\
 # tiny recipe settings for tests/test_recipes.py
@@ -93,34 +107,12 @@ TINY_CONFIG = {
 --block-size 5
 --criterion specdec_chain
 --kd-weight 0.5
---optimizer adam
---lr 3e-3
---lr-scheduler inverse_sqrt
---warmup-updates 10
---max-tokens 4096
---max-epoch 2
---keep-last-epochs 2
---seed 1
---log-interval 4
---no-progress-bar
---num-workers 0
-""",
+""" + TINY_TRAINING,
     "drafter_specdec.args": "# tiny Spec-Drafter, k = 5\n--task specdec_translation\n--arch specdec_drafter_tiny\n"
     + TINY_MODEL + """\
 --block-size 5
 --criterion specdec_glancing
---optimizer adam
---lr 3e-3
---lr-scheduler inverse_sqrt
---warmup-updates 10
---max-tokens 4096
---max-epoch 2
---keep-last-epochs 2
---seed 1
---log-interval 4
---no-progress-bar
---num-workers 0
-""",
+""" + TINY_TRAINING,
     "generate.args": "--max-tokens 4000\n--max-len-a 1.2\n--max-len-b 5\n",
 }
 

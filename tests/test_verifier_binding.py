@@ -25,22 +25,9 @@ from fairseq_specdec.decoding.drafter_loading import DrafterCheckpointError  # n
 from fairseq_specdec.verifier_record import (  # noqa: E402
     RECORD_KEY, VerifierRecord, bound_weight_names, stats_match, weight_stats)
 
-K = 5
+from test_errors import K, setup_generation  # noqa: E402,F401  (fairseq-generate's steps, k = 5)
+
 LOADER = "fairseq_specdec.decoding.drafter_loading"
-
-
-def setup_generation(demo_data, verifier, extra=()):
-    """fairseq-generate's steps up to (not including) build_generator."""
-    parser = options.get_generation_parser()
-    args = options.parse_args_and_arch(parser, [
-        str(demo_data["bin"]), "--user-dir", USER_DIR, "--task", "specdec_translation",
-        "--path", str(verifier), "--beam", "1", "--block-size", str(K), *extra])
-    cfg = convert_namespace_to_omegaconf(args)
-    task = tasks.setup_task(cfg.task)
-    models, saved_cfg = checkpoint_utils.load_model_ensemble([str(verifier)], task=task)
-    for model in models:
-        model.eval()
-    return cfg, task, models, saved_cfg
 
 
 def decode_first_batch(demo_data, verifier, drafter):
