@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # The GPU checks in one call on an offline CUDA machine (Python 3.12 with torch, no network):
 # the CUDA tests (their fixtures are trained there), fairseq-generate --cuda-graphs against
-# --beam 1, and the benchmark with and without CUDA graphs. Each stage has its own time limit
+# --beam 1, the benchmark with and without CUDA graphs, and the reduced-precision rule on the
+# demo models in fp16 and bf16 (stage precision: identical share and largest top-2 gap). Each stage has its own time limit
 # and writes its log to OUT; a failed stage does not stop the next.
 #
 # Prepared on a machine with the package index, from the repository root:
@@ -15,7 +16,7 @@
 set -uo pipefail
 DIR=${1:?usage: gpu_checks.sh DIR OUT}
 OUT=${2:?usage: gpu_checks.sh DIR OUT}
-STAGES=${STAGES:-tests generate bench}
+STAGES=${STAGES:-tests generate bench precision}
 N=${BENCH_SENTENCES:-150}
 mkdir -p "$OUT"
 stage() { echo "$(date +%T) $*" | tee -a "$OUT/stages.txt"; }
@@ -29,7 +30,7 @@ nvidia-smi --query-gpu=name,memory.total --format=csv,noheader > "$OUT/gpu.txt" 
 
 if [[ " $STAGES " == *" tests "* ]]; then
   timeout 420 python3 -m pytest -x -q -p no:cacheprovider -rs tests/test_static_rows.py \
-    tests/test_speculative_lossless.py -k "cuda or captured" > "$OUT/pytest.log" 2>&1
+    tests/test_speculative_lossless.py tests/test_precision.py -k "cuda or captured" > "$OUT/pytest.log" 2>&1
   stage "tests rc $? ($(tail -1 "$OUT/pytest.log"))"
 fi
 
@@ -55,4 +56,12 @@ if [[ " $STAGES " == *" bench "* ]]; then
   stage "benchmark --cuda-graphs rc $?"
   timeout 240 "${bench[@]}" --out-dir "$OUT/bench_eager" > "$OUT/bench_eager.log" 2>&1
   stage "benchmark without graphs rc $?"
+fi
+
+if [[ " $STAGES " == *" precision "* ]]; then
+  for dtype in fp16 bf16; do
+    timeout 120 python3 scripts/precision_check.py --data "$DIR/bin" --verifier "$DIR/verifier.pt" \
+      --drafter "$DIR/drafter.pt" --dtype "$dtype" --device cuda --max-sentences 1000 > "$OUT/precision_$dtype.txt" 2>&1
+    stage "precision $dtype rc $? ($(tail -1 "$OUT/precision_$dtype.txt"))"
+  done
 fi
