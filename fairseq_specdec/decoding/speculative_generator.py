@@ -169,35 +169,46 @@ class ChainStop:
 class Unobserved:
     """The greedy steps' verified blocks (one state and one token per row each) that a
     drafter has not observed yet, kept side by side: it observes them in one forward when
-    drafting resumes."""
+    drafting resumes. Each step's block is kept as it came and the blocks are joined once,
+    when read: no copy of the whole waiting width per greedy step."""
 
     def __init__(self):
-        self.states: Optional[Tensor] = None  # B x W x C
-        self.tokens: Optional[Tensor] = None  # B x W
+        self._states: List[Tensor] = []  # one B x 1 x C per waiting greedy step
+        self._tokens: List[Tensor] = []  # one B x 1 per waiting greedy step
         self.flush_seconds = 0.0  # wall time of the last flush (not a cost of that iteration's drafting)
 
     @property
     def empty(self) -> bool:
-        return self.states is None
+        return not self._states
+
+    @property
+    def states(self) -> Optional[Tensor]:
+        """B x W x C: the W waiting steps' states side by side (None when none waits)."""
+        return torch.cat(self._states, 1) if self._states else None
+
+    @property
+    def tokens(self) -> Optional[Tensor]:
+        """B x W: the tokens committed after those states."""
+        return torch.cat(self._tokens, 1) if self._tokens else None
 
     def add(self, states: Tensor, tokens: Tensor, counts: Tensor) -> None:
         """A greedy step's block: B x 1 states, the B tokens committed after them (``counts`` all 1)."""
         assert states.size(1) == 1, f"a greedy step verifies one position per row, got {states.size(1)}"
-        states, tokens = states.clone(), tokens[:, :1]
-        self.states = states if self.states is None else torch.cat([self.states, states], 1)
-        self.tokens = tokens if self.tokens is None else torch.cat([self.tokens, tokens], 1)
+        self._states.append(states.clone())  # with CUDA graphs ``states`` is the graph's output memory
+        self._tokens.append(tokens[:, :1])
 
     def select(self, rows: Tensor) -> None:
-        if self.states is not None:
-            self.states, self.tokens = self.states[rows], self.tokens[rows]
+        if self._states:  # joined once here: the rows leave every waiting block at once
+            self._states, self._tokens = [self.states[rows]], [self.tokens[rows]]
 
     def flush(self, drafter, drafting):
-        if self.states is None:
+        if not self._states:
             return drafting
         began = time.perf_counter()
-        counts = torch.full((self.states.size(0),), self.states.size(1), dtype=torch.long, device=self.states.device)
-        drafting = drafter.observe(drafting, self.states, self.tokens, counts)
-        self.states = self.tokens = None
+        states, tokens = self.states, self.tokens
+        counts = torch.full((states.size(0),), states.size(1), dtype=torch.long, device=states.device)
+        drafting = drafter.observe(drafting, states, tokens, counts)
+        self._states, self._tokens = [], []
         self.flush_seconds = time.perf_counter() - began
         return drafting
 
