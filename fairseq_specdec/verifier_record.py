@@ -149,11 +149,15 @@ class VerifierRecord:
                    dictionary_checksum=dictionary_checksum(dictionary), weights=weights, source=source)
 
     @classmethod
+    def of_state(cls, state, dictionary, source: str) -> "VerifierRecord":
+        """The record of a verifier checkpoint already loaded (``load_checkpoint_to_cpu``) from ``source``."""
+        return cls.describe(state["model"], checkpoint_arch(state), dictionary, source=str(source))
+
+    @classmethod
     def of_checkpoint(cls, path: str, dictionary) -> "VerifierRecord":
         from fairseq import checkpoint_utils
 
-        state = checkpoint_utils.load_checkpoint_to_cpu(path)
-        return cls.describe(state["model"], checkpoint_arch(state), dictionary, source=str(path))
+        return cls.of_state(checkpoint_utils.load_checkpoint_to_cpu(path), dictionary, path)
 
     @classmethod
     def from_task_state(cls, task_state) -> Optional["VerifierRecord"]:

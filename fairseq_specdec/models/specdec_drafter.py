@@ -86,8 +86,9 @@ class SpecDrafterModel(TransformerModel):
         logits = self.decoder(prev_output_tokens, encoder_out, block_size, revealed=revealed)
         return DrafterLogits(logits, first_pass, revealed)
 
-    def init_from_verifier(self, path: str) -> None:
-        """Copy the verifier's encoder (and its embeddings) into this drafter.
+    def init_from_verifier(self, path: str) -> dict:
+        """Copy the verifier's encoder (and its embeddings) into this drafter; return the
+        verifier checkpoint's state as loaded (the task records the verifier from it).
 
         Encoder parameters are matched by name; a drafter with more encoder layers keeps
         its extra layers as initialized. A shape mismatch is an error naming the parameter.
@@ -127,6 +128,7 @@ class SpecDrafterModel(TransformerModel):
             f"initialized {len(copied)} drafter parameters from verifier {path}; "
             f"{len(kept)} encoder parameters kept their initialization"
         )
+        return state
 
 
 def top_decoder_layers(verifier_state, num_layers: int):

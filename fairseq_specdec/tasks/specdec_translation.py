@@ -148,9 +148,9 @@ class SpecDecTranslationTask(TranslationTask):
             raise ValueError("--share-verifier-encoder keeps the verifier's encoder: give the verifier "
                              "checkpoint with --init-from-verifier PATH")
         if cfg.init_from_verifier:
-            model.init_from_verifier(cfg.init_from_verifier)
+            verifier_state = model.init_from_verifier(cfg.init_from_verifier)
             # saved with the task's state in every checkpoint; decoding compares it with its verifier
-            record = VerifierRecord.of_checkpoint(cfg.init_from_verifier, self.target_dictionary)
+            record = VerifierRecord.of_state(verifier_state, self.target_dictionary, cfg.init_from_verifier)
             self.state.merge_state_dict({RECORD_KEY: record.to_state()})
         return model
 
