@@ -19,6 +19,7 @@ import torch
 from fairseq import checkpoint_utils, tasks
 
 import fairseq_specdec  # noqa: F401  (registers the plugin's task and models)
+from fairseq_specdec.benchmark.cli import DEFAULT_MAX_LEN_A, DEFAULT_MAX_LEN_B
 from fairseq_specdec.decoding.drafter_loading import load_drafter, place_like
 from fairseq_specdec.decoding.drafters import OracleDrafter, make_proposer, source_key
 from fairseq_specdec.decoding.generators import Decoding, build_generator
@@ -58,7 +59,7 @@ def main(argv=None):
     model = checkpoint_utils.load_model_ensemble([args.verifier], task=task)[0][0].to(device=device, dtype=dtype).eval()
     drafter = place_like(load_drafter(args.drafter, task), model)
     tgt_dict, k = task.target_dictionary, task.block_size
-    search = dict(max_len_a=1.2, max_len_b=10)
+    search = dict(max_len_a=DEFAULT_MAX_LEN_A, max_len_b=DEFAULT_MAX_LEN_B)
     batches = list(batches_of(task.dataset("test"), args.max_sentences, args.batch_size, device))
     began = time.perf_counter()
     reference, sources = decode_all(build_generator([model], tgt_dict, Decoding(), search), model, batches)

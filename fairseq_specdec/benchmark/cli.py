@@ -291,12 +291,11 @@ def benchmark_batch_size(args, bs, modes, setup, dataset, ct2) -> Dict[str, dict
             logger.info("batch %d repeat %d %s: %.3fs", bs, rep + 1, m, seconds)
     ct2_modes = [m for m in modes if m in CT2_MODES]
     if ct2_modes:  # after torch's modes, in a process where torch never ran
-        timed, facts = peer.time_in_own_process(ct2, {m: measured[m] for m in ct2_modes},
-                                                {m: inputs[m] for m in ct2_modes}, args.warmup, args.repeats)
-        ct2.facts = facts
+        timed = peer.time_in_own_process(ct2, {m: measured[m] for m in ct2_modes},
+                                         {m: inputs[m] for m in ct2_modes}, args.warmup, args.repeats)
         for m in ct2_modes:
             times[m], last_raw[m], peaks[m] = timed[m]["times"], timed[m]["hypotheses"], timed[m]["peak_mb"]
-            logger.info("batch %d %s (own process, pid %d): %s", bs, m, facts["pid"],
+            logger.info("batch %d %s (own process, pid %d): %s", bs, m, ct2.facts["pid"],
                         ", ".join(f"{t:.3f}s" for t in times[m]))
     results = {}
     for m in modes:

@@ -15,7 +15,7 @@ import subprocess
 import sys
 import tempfile
 from pathlib import Path
-from typing import Dict, List, Tuple
+from typing import Dict, List
 
 WORKER = str(Path(__file__).with_name("ct2_worker.py"))
 COMPUTE_TYPES = {"ct2_greedy": None, "ct2_beam5": None, "ct2_greedy_int8": "int8",
@@ -61,7 +61,7 @@ class CT2Model:
             raise RuntimeError(f"CTranslate2 could not convert the verifier {verifier_path!r}: {err}") from err
         self.float_type = "float16" if fp16 else "float32"
         self.supported, self.version, self.threads = info["compute_types"], info["version"], threads
-        self.facts = {}  # the timing worker's pid, version, whether torch was imported (time_in_own_process)
+        self.facts = {}  # the last timing worker's pid, version, whether torch was imported (time_in_own_process)
 
     def compute_type(self, mode: str) -> str:
         return COMPUTE_TYPES[mode] or self.float_type
@@ -112,10 +112,10 @@ class CT2Decoder:
 
 
 def time_in_own_process(ct2: CT2Model, decoders: Dict[str, CT2Decoder], inputs: Dict[str, List[dict]],
-                        warmup: int, repeats: int) -> Tuple[Dict[str, dict], dict]:
+                        warmup: int, repeats: int) -> Dict[str, dict]:
     """Warm-up and ``repeats`` interleaved timed passes of the CTranslate2 modes in a fresh
-    process; per mode its times, last hypotheses and peak RSS, and the worker's facts (pid,
-    version, whether torch was imported)."""
+    process; per mode its times, last hypotheses and peak RSS. The worker's facts (pid,
+    version, whether torch was imported) go to ``ct2.facts``."""
     first = next(iter(inputs.values()))
     assert all(batch == first for batch in inputs.values()), "the CTranslate2 modes decode the same batches"
     request = {"model_dir": ct2.model_dir, "device": ct2.device, "device_index": ct2.device_index,
@@ -129,5 +129,5 @@ def time_in_own_process(ct2: CT2Model, decoders: Dict[str, CT2Decoder], inputs: 
         worker("time", path_in, path_out)
         with open(path_out) as f:
             result = json.load(f)
-    facts = {k: result[k] for k in ("pid", "version", "torch_imported")}
-    return result["modes"], facts
+    ct2.facts = {k: result[k] for k in ("pid", "version", "torch_imported")}
+    return result["modes"]

@@ -19,6 +19,7 @@ from torch import Tensor
 
 from fairseq_specdec.decoding.lean_layers import DecoderCache, allocate_cache, run_block, unsupported_layer_options
 from fairseq_specdec.decoding.static_rows import GraphOptions, StaticPool, StaticRows
+from fairseq_specdec.verifier_record import model_arch
 
 
 class UnsupportedVerifierError(ValueError):
@@ -33,8 +34,8 @@ STOCK_SEARCH = "or decode this checkpoint with fairseq's own search (drop --lean
 def architecture(model) -> str:
     """How an error names the model: its --arch where the model keeps its arguments
     (fairseq's TransformerModel does), else the name its class is registered under."""
-    arch = getattr(getattr(model, "args", None), "arch", None)
-    if arch is not None:
+    arch = model_arch(model)
+    if arch != "?":
         return f"--arch {arch} ({type(model).__name__})"
     registered = [name for name, cls in MODEL_REGISTRY.items() if cls is type(model)]
     return type(model).__name__ + (f" (registered as {registered[0]})" if registered else "")
