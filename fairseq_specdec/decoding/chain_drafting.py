@@ -12,11 +12,11 @@ from dataclasses import dataclass, replace
 from typing import Callable, Dict, List, Optional, Tuple
 
 import torch
-import torch.nn.functional as F
 from torch import Tensor
 
 from fairseq_specdec.decoding.drafters import TrainedDrafter, encode_source, top_tokens
 from fairseq_specdec.decoding.lean_layers import DecoderCache, allocate_cache, run_block, unsupported_layer_options
+from fairseq_specdec.decoding.lean_weights import Dense, LeanDecoder, dense_of
 from fairseq_specdec.decoding.static_rows import GraphOptions, StaticPool, StaticRows
 
 INITIAL_SLOTS = 64  # cache entries per row at the start of a batch; grows when needed
@@ -43,20 +43,23 @@ class ChainDrafter(TrainedDrafter):
                 raise ValueError(f"chain drafters with {reason} are not supported")
         super().__init__(model, tgt_dict, verifier)
         self.shortlist = shortlist
-        self._shortlist_weight: Optional[Tensor] = None  # V' x C rows of the output projection
+        self._shortlist_projection: Optional[Dense] = None  # the output projection's rows of the shortlist
+        self.lean = LeanDecoder.of(model.decoder)  # the drafter's weights as the lean forward reads them
 
     def next_token(self, predicted: Tensor, confidence: bool) -> Tuple[Tensor, Optional[Tensor]]:
         """The token read from each predicted state (B x C), and with ``confidence`` its
         softmax probability (over the shortlist, when drafting over one)."""
         if self.shortlist is None:
-            logits = self.forbid(self.model.decoder.output_layer(predicted))  # B x V
+            output = self.lean.output
+            logits = self.forbid(self.model.decoder.output_layer(predicted) if output is None else output(predicted))
         else:
-            weight = self._shortlist_weight
-            if weight is None or weight.device != predicted.device or weight.dtype != predicted.dtype:
+            projection = self._shortlist_projection
+            if projection is None or projection.weight.device != predicted.device or \
+                    projection.weight.dtype != predicted.dtype:
                 self.shortlist = self.shortlist.to(predicted.device)
-                projection = self.model.decoder.output_projection.weight
-                weight = self._shortlist_weight = projection.index_select(0, self.shortlist).to(predicted.dtype)
-            logits = F.linear(predicted, weight)  # B x V'
+                weight = self.model.decoder.output_projection.weight.detach().index_select(0, self.shortlist)
+                projection = self._shortlist_projection = dense_of(weight.to(predicted.dtype))  # V' x C rows
+            logits = projection(predicted)  # B x V'
         if confidence:
             index, prob = top_tokens(logits)
         else:
@@ -66,6 +69,7 @@ class ChainDrafter(TrainedDrafter):
     def start(self, net_input: Dict[str, Tensor], verifier_encoder_out=None) -> ChainState:
         encoder_out = encode_source(self, net_input, verifier_encoder_out)
         decoder = self.model.decoder
+        self.lean = self.lean.current(decoder)
         cache = allocate_cache(decoder, encoder_out, INITIAL_SLOTS)
         bsz = cache.length.size(0)
         bos = torch.full((bsz,), self.bos, dtype=torch.long, device=cache.length.device)
@@ -78,7 +82,7 @@ class ChainDrafter(TrainedDrafter):
         decoder = self.model.decoder
         if decoder.layernorm_embedding is not None:
             inputs = decoder.layernorm_embedding(inputs)
-        return decoder.state_head(run_block(decoder, inputs, cache, width))
+        return decoder.state_head(run_block(self.lean, inputs, cache, width))
 
     def observe(self, state: ChainState, states: Tensor, tokens: Tensor, counts: Tensor) -> ChainState:
         """A slot per committed token: the verifier's state ``states[:, i]`` (after block
@@ -168,6 +172,7 @@ class StaticChainDrafter(ChainDrafter):
     def start(self, net_input: Dict[str, Tensor], verifier_encoder_out=None) -> ChainState:
         encoder_out = encode_source(self, net_input, verifier_encoder_out)
         decoder = self.model.decoder
+        self.lean = self.lean.current(decoder)
         rows = self.pool.load(encoder_out, 1)  # the buffers at hand; widened when short
         bsz = rows.used
         bos = torch.full((rows.rows,), self.bos, dtype=torch.long, device=rows.device)

@@ -16,6 +16,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
+from fairseq_specdec.decoding.lean_weights import LeanDecoder, LeanLayer
+
 KeysValues = Tuple[Tensor, Tensor]  # B x H x T x D each
 
 
@@ -73,49 +75,48 @@ def write_block(cache: KeysValues, new: KeysValues, columns: Tensor) -> None:
     values.scatter_(2, index, new_values)
 
 
-def layer_forward(layer, x: Tensor, cache: KeysValues, columns: Tensor, width: int, self_mask: Tensor,
-                  source: Optional[KeysValues], source_mask: Optional[Tensor]) -> Tensor:
-    """One decoder layer over the new tokens x (B x n x C) of each row.
+def layer_forward(layer: LeanLayer, x: Tensor, cache: KeysValues, columns: Tensor, width: int,
+                  self_mask: Optional[Tensor], source: Optional[KeysValues], source_mask: Optional[Tensor]) -> Tensor:
+    """One decoder layer (its ``LeanLayer`` view) over the new tokens x (B x n x C) of each row.
 
     Args:
         cache: this layer's key/value buffers (B x H x L x D); the new keys/values are
             written at ``columns`` (B x n) first.
         width: the attention reads columns ``[0, width)``.
-        self_mask: B x 1 x n x width, True where a new token may attend.
+        self_mask: B x 1 x n x width, True where a new token may attend (None: everywhere).
         source: the cross-attention's keys/values (``source_keys_values``).
         source_mask: B x 1 x 1 x S, True at real source tokens (None: no padding).
     """
-    attn = layer.self_attn
+    attn, pre = layer.self_attn, layer.normalize_before
     residual = x
-    if layer.normalize_before:
-        x = layer.self_attn_layer_norm(x)
-    query = split_heads(attn.q_proj(x), attn.num_heads)
-    write_block(cache, (split_heads(attn.k_proj(x), attn.num_heads), split_heads(attn.v_proj(x), attn.num_heads)),
-                columns)
+    if pre:
+        x = attn.norm(x)
+    query, key, value = split_heads(attn.query(x), 3 * attn.heads).chunk(3, dim=1)  # B x H x n x D each
+    write_block(cache, (key, value), columns)
     keys, values = cache
     x = F.scaled_dot_product_attention(query, keys[:, :, :width], values[:, :, :width], attn_mask=self_mask,
                                        scale=attn.scaling)
-    x = residual + attn.out_proj(merge_heads(x))
-    if not layer.normalize_before:
-        x = layer.self_attn_layer_norm(x)
+    x = residual + attn.out(merge_heads(x))
+    if not pre:
+        x = attn.norm(x)
 
-    if layer.encoder_attn is not None and source is not None:
-        attn = layer.encoder_attn
+    cross = layer.cross_attn
+    if cross is not None and source is not None:
         residual = x
-        if layer.normalize_before:
-            x = layer.encoder_attn_layer_norm(x)
-        query = split_heads(attn.q_proj(x), attn.num_heads)
-        x = F.scaled_dot_product_attention(query, source[0], source[1], attn_mask=source_mask, scale=attn.scaling)
-        x = residual + attn.out_proj(merge_heads(x))
-        if not layer.normalize_before:
-            x = layer.encoder_attn_layer_norm(x)
+        if pre:
+            x = cross.norm(x)
+        query = split_heads(cross.query(x), cross.heads)
+        x = F.scaled_dot_product_attention(query, source[0], source[1], attn_mask=source_mask, scale=cross.scaling)
+        x = residual + cross.out(merge_heads(x))
+        if not pre:
+            x = cross.norm(x)
 
     residual = x
-    if layer.normalize_before:
-        x = layer.final_layer_norm(x)
-    x = residual + layer.fc2(layer.activation_fn(layer.fc1(x)))
-    if not layer.normalize_before:
-        x = layer.final_layer_norm(x)
+    if pre:
+        x = layer.final_norm(x)
+    x = residual + layer.fc2(layer.activation(layer.fc1(x)))
+    if not pre:
+        x = layer.final_norm(x)
     return x
 
 
@@ -184,10 +185,11 @@ def allocate_cache(decoder, encoder_out: Dict[str, List[Tensor]], capacity: int)
                         length=torch.zeros(bsz, dtype=torch.long, device=enc.device), bound=0)
 
 
-def run_block(decoder, x: Tensor, cache: DecoderCache, width: Optional[int] = None) -> Tensor:
-    """The decoder's layers (then its final norm and output-dimension projection) over a
-    block of n new inputs per row (B x n x C, embedded), written at each row's
-    ``cache.length``; input i of a row sees its committed entries and inputs 0..i.
+def run_block(lean: LeanDecoder, x: Tensor, cache: DecoderCache, width: Optional[int] = None) -> Tensor:
+    """A decoder's layers (then its final norm and output-dimension projection), read through
+    its ``LeanDecoder`` view, over a block of n new inputs per row (B x n x C, embedded),
+    written at each row's ``cache.length``; input i of a row sees its committed entries and
+    inputs 0..i.
 
     ``width``: the cache columns the attention reads (static buffers: all of them); by
     default the host-side bound plus n, after making room for them."""
@@ -197,10 +199,10 @@ def run_block(decoder, x: Tensor, cache: DecoderCache, width: Optional[int] = No
         width = cache.bound + n
     columns = cache.length.unsqueeze(1) + torch.arange(n, device=x.device)  # B x n
     self_mask = (torch.arange(width, device=x.device).view(1, 1, -1) <= columns.unsqueeze(2)).unsqueeze(1)
-    for layer, target, source in zip(decoder.layers, cache.target, cache.source):
+    for layer, target, source in zip(lean.layers, cache.target, cache.source):
         x = layer_forward(layer, x, target, columns, width, self_mask, source, cache.source_mask)
-    if decoder.layer_norm is not None:
-        x = decoder.layer_norm(x)
-    if decoder.project_out_dim is not None:
-        x = decoder.project_out_dim(x)
+    if lean.final_norm is not None:
+        x = lean.final_norm(x)
+    if lean.project_out is not None:
+        x = lean.project_out(x)
     return x

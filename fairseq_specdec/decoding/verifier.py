@@ -18,6 +18,7 @@ from fairseq.models.transformer import TransformerDecoderBase, TransformerEncode
 from torch import Tensor
 
 from fairseq_specdec.decoding.lean_layers import DecoderCache, allocate_cache, run_block, unsupported_layer_options
+from fairseq_specdec.decoding.lean_weights import LeanDecoder
 from fairseq_specdec.decoding.static_rows import GraphOptions, StaticPool, StaticRows
 from fairseq_specdec.verifier_record import model_arch
 
@@ -84,11 +85,13 @@ class Verifier:
         self.decoder: TransformerDecoderBase = model.decoder
         self.temperature = temperature
         self._position_table: Optional[Tensor] = None  # L x C
+        self.lean = LeanDecoder.of(self.decoder)  # the decoder's weights as the lean forward reads them
 
     def start(self, net_input: Dict[str, Tensor], capacity: int) -> VerifierState:
         """Encode the sources and allocate a cache of ``capacity`` entries per row (the
         committed tokens, BOS included, plus one block)."""
         encoder_out = self.model.encoder.forward_torchscript(net_input)
+        self.lean = self.lean.current(self.decoder)
         cache = allocate_cache(self.decoder, encoder_out, capacity)
         self.positions(capacity, cache.length.device)  # built here, once, not inside the loop
         return VerifierState(encoder_out, cache)
@@ -116,8 +119,8 @@ class Verifier:
             x = x + table[positions.clamp(max=table.size(0) - 1)]
         if dec.layernorm_embedding is not None:
             x = dec.layernorm_embedding(x)
-        x = run_block(dec, x, cache, width)
-        logits = dec.output_layer(x)
+        x = run_block(self.lean, x, cache, width)
+        logits = dec.output_layer(x) if self.lean.output is None else self.lean.output(x)
         if self.temperature != 1.0:
             logits = logits.div_(self.temperature)
         return self.model.get_normalized_probs((logits, None), log_probs=True), x
@@ -165,6 +168,7 @@ class StaticVerifier(Verifier):
 
     def start(self, net_input: Dict[str, Tensor], capacity: int) -> VerifierState:
         encoder_out = self.model.encoder.forward_torchscript(net_input)
+        self.lean = self.lean.current(self.decoder)
         rows = self.pool.load(encoder_out, capacity)
         return VerifierState(encoder_out, rows.cache(), static=rows)
 
