@@ -448,3 +448,15 @@ def test_score_verifier_shows_why_fairseq_failed(demo_data, tmp_path):
     assert "missing.pt" in proc.stderr and "fairseq-generate --beam 1 failed" in proc.stderr
     fairseq_lines = proc.stderr.strip().splitlines()[:-1]  # fairseq's own message is shown, not swallowed
     assert any("Error" in line and "missing.pt" in line for line in fairseq_lines), proc.stderr[-2000:]
+
+
+@pytest.mark.parametrize("flags,named", [
+    (["--match-source-len"], "--match-source-len"),
+    (["--lm-path", "lm.pt"], "--lm-path"),
+    (["--sampling"], "--sampling"),
+])
+def test_generation_options_the_plugin_lacks_are_refused_not_ignored(demo_data, tiny_verifier, flags, named):
+    """SequenceGenerator options the plugin's generators do not implement fail when the
+    generator is built, naming the flag (they used to be dropped on the way silently)."""
+    with pytest.raises(ValueError, match=named):
+        build_generator(demo_data, tiny_verifier, ["--lean-greedy", "--beam", "1", *flags])

@@ -1,11 +1,15 @@
 """Drafter-only decoding, for diagnosis: the Spec-Drafter drafts k tokens at a time and
 every draft is committed up to the first eos (no verifier). Reached from
 ``fairseq-generate`` by passing a drafter checkpoint as ``--path``."""
+from typing import Optional
+
 import torch
+from torch import Tensor
 
 from fairseq_specdec.decoding.committed import CommittedTokens
 from fairseq_specdec.decoding.drafters import NARDrafter
 from fairseq_specdec.decoding.generator_base import BlockwiseGenerator, read_finished, unfinished_rows
+from fairseq_specdec.decoding.output_rules import OutputRules
 from fairseq_specdec.decoding.stats import BatchTally
 
 
@@ -19,7 +23,7 @@ class DrafterGenerator(BlockwiseGenerator):
         super().__init__(models, tgt_dict, block_size, **kwargs)
         self.drafter = NARDrafter(self.model.single_model, tgt_dict)
 
-    def _decode(self, net_input, committed: CommittedTokens, max_len: int) -> None:
+    def _decode(self, net_input, committed: CommittedTokens, max_len: int, rules: Optional[OutputRules]) -> None:
         device = committed.tokens.device
         stats, k = self.stats, self.block_size
         tally = BatchTally(0, device)
@@ -31,8 +35,7 @@ class DrafterGenerator(BlockwiseGenerator):
             with stats.timed("drafter", device):
                 lprobs = self.drafter.log_probs(state, committed.prefix(active, longest), k)  # B x k x V
             steps = (committed.length[active] - 1).unsqueeze(1) + offsets
-            self._constrain(lprobs, steps, max_len, may_reach_max_len=longest - 1 + k >= max_len)
-            tokens = lprobs.argmax(-1)
+            tokens = self._choose(lprobs, steps, committed, active, longest, max_len, rules)
             is_eos = tokens.eq(self.eos)
             finished = is_eos.any(1)
             count = torch.where(finished, is_eos.int().argmax(1) + 1, torch.full_like(active, k))
@@ -44,3 +47,21 @@ class DrafterGenerator(BlockwiseGenerator):
                 active = active[keep]
                 state = self.drafter.select(state, keep)
         tally.flush(stats)
+
+    def _choose(self, lprobs: Tensor, steps: Tensor, committed: CommittedTokens, active: Tensor, longest: int,
+                max_len: int, rules: Optional[OutputRules]) -> Tensor:
+        """The argmax of each of the block's positions (B x k log-probs, constrained in place)
+        under fairseq's rules; with the n-gram ban one position at a time, each after the
+        tokens chosen before it (they are what the ban reads)."""
+        may_reach_max_len = longest - 1 + steps.size(1) >= max_len
+        if rules is None or rules.ngram_size == 0:
+            block = None if rules is None else rules.block(committed, active, longest, steps[:, :0], steps)
+            self._constrain(lprobs, steps, max_len, may_reach_max_len, block)
+            return lprobs.argmax(-1)
+        tokens = steps[:, :0]
+        for i in range(steps.size(1)):
+            position = lprobs[:, i : i + 1]  # a view: constrained in place
+            block = rules.block(committed, active, longest, tokens, steps[:, i : i + 1])
+            self._constrain(position, steps[:, i : i + 1], max_len, may_reach_max_len, block)
+            tokens = torch.cat([tokens, position.argmax(-1)], dim=1)
+        return tokens

@@ -8,6 +8,7 @@ from fairseq.sequence_generator import SequenceGenerator
 from torch import Tensor
 
 from fairseq_specdec.decoding.committed import CommittedTokens
+from fairseq_specdec.decoding.output_rules import BlockRules, OutputRules, force_, output_rules
 from fairseq_specdec.decoding.stats import DecodingStats
 
 
@@ -20,8 +21,6 @@ class BlockwiseGenerator(SequenceGenerator):
         super().__init__(models, tgt_dict, beam_size=1, **kwargs)
         if self.match_source_len:
             raise ValueError("--match-source-len is not supported with blockwise decoding")
-        if self.repeat_ngram_blocker is not None:
-            raise ValueError("--no-repeat-ngram-size is not supported with blockwise decoding")
         if self.lm_model is not None:
             raise ValueError("language-model fusion (--lm-path) is not supported with blockwise decoding")
         self.block_size = block_size
@@ -34,8 +33,6 @@ class BlockwiseGenerator(SequenceGenerator):
         constraints: Optional[Tensor] = None,
         bos_token: Optional[int] = None,
     ) -> List[List[Dict[str, Tensor]]]:
-        if prefix_tokens is not None:
-            raise ValueError("--prefix-size is not supported with blockwise decoding")
         if constraints is not None:
             raise ValueError("--constraints is not supported with blockwise decoding")
         net_input = sample["net_input"]
@@ -46,7 +43,8 @@ class BlockwiseGenerator(SequenceGenerator):
         self.check_drafter_length(max_len)
         bos = self.eos if bos_token is None else bos_token
         committed = CommittedTokens(bsz, max_len, self.block_size + 1, self.pad, bos, src_tokens.device)
-        self._decode(net_input, committed, max_len)
+        rules = output_rules(prefix_tokens, self.ngram_size, bsz, self.pad, max_len, src_tokens.device)
+        self._decode(net_input, committed, max_len, rules)
         self.stats.sentences += bsz
         return committed.hypotheses(self.normalize_scores, self.len_penalty)
 
@@ -61,27 +59,49 @@ class BlockwiseGenerator(SequenceGenerator):
                 f"--block-size, or train the drafter with --max-target-positions >= {needed}"
             )
 
-    def _decode(self, net_input, committed: CommittedTokens, max_len: int) -> None:
-        """Decode every row of ``committed`` to its eos (or ``max_len`` tokens)."""
+    @property
+    def ngram_size(self) -> int:
+        """--no-repeat-ngram-size (0: off); applied by ``output_rules``, not by fairseq's blocker."""
+        blocker = self.repeat_ngram_blocker
+        return 0 if blocker is None else blocker.no_repeat_ngram_size
+
+    def _decode(self, net_input, committed: CommittedTokens, max_len: int, rules: Optional[OutputRules]) -> None:
+        """Decode every row of ``committed`` to its eos (or ``max_len`` tokens) under ``rules``
+        (a forced prefix, the n-gram ban; None: neither)."""
         raise NotImplementedError
 
-    def _constrain(self, lprobs: Tensor, steps: Tensor, max_len: int, may_reach_max_len: bool) -> None:
+    def _constrain(self, lprobs: Tensor, steps: Tensor, max_len: int, may_reach_max_len: bool,
+                   rules: Optional[BlockRules] = None) -> None:
         """The per-step rules of ``SequenceGenerator`` applied in place to B x n x V log-probs
         whose row (b, i) predicts output step ``steps[b, i]`` (0 = first token);
-        ``may_reach_max_len`` (known on the host) is False when no step can be >= max_len."""
+        ``may_reach_max_len`` (known on the host) is False when no step can be >= max_len;
+        ``rules``: the block's forced tokens and banned n-grams (``output_rules``)."""
         lprobs.nan_to_num_(nan=-math.inf)
         lprobs[..., self.pad] = -math.inf
         if self.unk_penalty != 0:
             lprobs[..., self.unk] -= self.unk_penalty
+        forced = None if rules is None else rules.forced
+        if forced is not None:  # the forced token's score is read before the other rules
+            forced_lprobs = lprobs.gather(2, forced.tokens.unsqueeze(-1))
+        if rules is not None and rules.banned is not None:
+            lprobs.scatter_(2, rules.banned, -math.inf)  # pad stands for "nothing": it is -inf already
+        free = None if rules is None or rules.free_from == 0 else steps >= rules.free_from
         if self.token_indices_to_suppress is not None:
-            lprobs[..., self.token_indices_to_suppress.to(lprobs.device)] = -math.inf
+            suppressed = self.token_indices_to_suppress.to(lprobs.device)
+            if free is None:
+                lprobs[..., suppressed] = -math.inf
+            else:
+                lprobs[..., suppressed] = lprobs[..., suppressed].masked_fill(free.unsqueeze(-1), -math.inf)
         if self.min_len > 0:
-            lprobs[..., self.eos].masked_fill_(steps < self.min_len, -math.inf)
+            early = steps < self.min_len
+            lprobs[..., self.eos].masked_fill_(early if free is None else early & free, -math.inf)
         if may_reach_max_len:
             over = steps >= max_len
             eos_lprob = lprobs[..., self.eos].clone()
             lprobs.masked_fill_(over.unsqueeze(-1), -math.inf)
             lprobs[..., self.eos] = torch.where(over, eos_lprob, lprobs[..., self.eos])
+        if forced is not None:
+            force_(lprobs, forced, forced_lprobs)
 
 
 def read_finished(finished: Tensor, lengths: Tensor, counts: Tensor) -> Tuple[List[bool], int, int]:

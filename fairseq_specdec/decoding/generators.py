@@ -81,7 +81,8 @@ def build_proposer(drafter_model, verifier, tgt_dict, ngram_index: Optional[NGra
 
 
 def search_options(args) -> Dict[str, Any]:
-    """``SequenceGenerator``'s length and score options from fairseq's generation options."""
+    """``SequenceGenerator``'s length, score and n-gram options from fairseq's generation options
+    (the forced prefix, --prefix-size, comes with each batch as ``prefix_tokens``)."""
     return dict(
         max_len_a=args.max_len_a,
         max_len_b=args.max_len_b,
@@ -90,6 +91,7 @@ def search_options(args) -> Dict[str, Any]:
         len_penalty=args.lenpen,
         unk_penalty=args.unkpen,
         temperature=args.temperature,
+        no_repeat_ngram_size=args.no_repeat_ngram_size,
     )
 
 
@@ -99,7 +101,8 @@ UNSUPPORTED = {
     "constraints": "--constraints",
     "print_alignment": "--print-alignment",
     "score_reference": "--score-reference",
-    "prefix_size": "--prefix-size",
+    "match_source_len": "--match-source-len",  # SequenceGenerator's own options the task does not pass on:
+    "lm_path": "--lm-path",  # refused here rather than silently ignored
 }
 
 

@@ -18,6 +18,7 @@ from fairseq_specdec.decoding.committed import CommittedTokens
 from fairseq_specdec.decoding.draft_policy import DraftPolicy
 from fairseq_specdec.decoding.drafters import NoDrafter
 from fairseq_specdec.decoding.generator_base import BlockwiseGenerator, read_finished, unfinished_rows
+from fairseq_specdec.decoding.output_rules import OutputRules
 from fairseq_specdec.decoding.static_rows import GraphOptions
 from fairseq_specdec.decoding.stats import BatchTally, DecodingStats
 from fairseq_specdec.decoding.verifier import StaticVerifier, Verifier
@@ -27,7 +28,8 @@ class SpeculativeGenerator(BlockwiseGenerator):
     """Speculative decoding with a drafter and the (single) verifier model.
 
     Takes ``SequenceGenerator``'s options (max_len_a/b, min_len, lenpen, unkpen,
-    temperature, ...) and returns hypotheses in its format. With ``beta=1`` the output
+    temperature, no_repeat_ngram_size, ...) and ``generate``'s ``prefix_tokens``
+    (``output_rules``), and returns hypotheses in its format. With ``beta=1`` the output
     equals greedy decoding (``--beam 1``) with the same verifier.
     """
 
@@ -70,7 +72,7 @@ class SpeculativeGenerator(BlockwiseGenerator):
             check_graph_device(model, graphs)
             self.verifier = StaticVerifier(model, temperature=self.temperature, options=graphs)
 
-    def _decode(self, net_input, committed: CommittedTokens, max_len: int) -> None:
+    def _decode(self, net_input, committed: CommittedTokens, max_len: int, rules: Optional[OutputRules]) -> None:
         device = committed.tokens.device
         stats, k = self.stats, self.block_size
         tally = BatchTally(k, device)
@@ -90,12 +92,15 @@ class SpeculativeGenerator(BlockwiseGenerator):
                 drafting, drafts, confidence = self._draft(drafting, pending, committed, active, longest, net_input,
                                                            state.encoder_out)
             n = drafts.size(1)
+            # row (b, i) of the block predicts output step length - 1 + i (the BOS is not an output)
+            steps = (committed.length[active] - 1).unsqueeze(1) + offsets[:, : n + 1]
+            if rules is not None and n > 0:
+                drafts = rules.with_forced_drafts(active, drafts, steps[:, :n])
             with stats.timed("verifier", device):
                 lprobs, states = self.verifier.score(state, committed.last_token(active), drafts)
             with stats.timed("other", device):
-                # row (b, i) predicts output step length - 1 + i (the BOS is not an output)
-                steps = (committed.length[active] - 1).unsqueeze(1) + offsets[:, : n + 1]
-                self._constrain(lprobs, steps, max_len, may_reach_max_len=longest - 1 + n >= max_len)
+                block = None if rules is None else rules.block(committed, active, longest, drafts, steps)
+                self._constrain(lprobs, steps, max_len, may_reach_max_len=longest - 1 + n >= max_len, rules=block)
                 plan = plan_commit(drafts, accept_drafts(lprobs, drafts, self.beta, self.tau), self.eos)
                 token_lprobs = lprobs.gather(2, plan.tokens.unsqueeze(-1)).squeeze(-1)
                 committed.append(active, plan.tokens, token_lprobs, plan.count)
