@@ -172,7 +172,9 @@ class StaticChainDrafter(ChainDrafter):
     def start(self, net_input: Dict[str, Tensor], verifier_encoder_out=None) -> ChainState:
         encoder_out = encode_source(self, net_input, verifier_encoder_out)
         decoder = self.model.decoder
-        self.lean = self.lean.current(decoder)
+        lean = self.lean.current(decoder)
+        if lean is not self.lean:  # the recorded graphs read the old weights' copies
+            self.lean, self.pool = lean, StaticPool(decoder, self.pool.capture)
         rows = self.pool.load(encoder_out, 1)  # the buffers at hand; widened when short
         bsz = rows.used
         bos = torch.full((rows.rows,), self.bos, dtype=torch.long, device=rows.device)

@@ -168,7 +168,9 @@ class StaticVerifier(Verifier):
 
     def start(self, net_input: Dict[str, Tensor], capacity: int) -> VerifierState:
         encoder_out = self.model.encoder.forward_torchscript(net_input)
-        self.lean = self.lean.current(self.decoder)
+        lean = self.lean.current(self.decoder)
+        if lean is not self.lean:  # the recorded graphs read the old weights' copies
+            self.lean, self.pool = lean, StaticPool(self.decoder, self.pool.capture)
         rows = self.pool.load(encoder_out, capacity)
         return VerifierState(encoder_out, rows.cache(), static=rows)
 
