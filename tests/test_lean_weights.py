@@ -74,3 +74,22 @@ def test_verifier_reads_weights_changed_after_it_was_built(demo_data):
     assert not torch.allclose(before, after)
     torch.testing.assert_close(after, ref, rtol=1e-5, atol=1e-5)
 
+
+
+def test_chain_drafter_reads_the_verifiers_projection_copy_when_equal(demo_data, tiny_verifier, chain_drafter):
+    """A chain drafter trained with shared embeddings next to its verifier holds the same output
+    projection values: its lean view reads the verifier's transposed copy (one stream per step);
+    a drafter whose projection differs keeps its own."""
+    from fairseq_specdec.decoding.drafter_loading import load_drafter, place_like
+    from fairseq_specdec.decoding.drafters import make_proposer
+    from test_verifier_cache import load_trained
+    verifier, task = load_trained(demo_data, tiny_verifier)
+    drafter = place_like(load_drafter(str(chain_drafter), task, verifier), verifier)
+    assert torch.equal(drafter.decoder.output_projection.weight, verifier.decoder.output_projection.weight)
+    proposer = make_proposer(drafter, task.target_dictionary, verifier)
+    assert proposer.lean.output.weight is Verifier(verifier).lean.output.weight
+    with torch.no_grad():
+        drafter.decoder.output_projection.weight[5].add_(1.0)
+    proposer = make_proposer(drafter, task.target_dictionary, verifier)
+    assert proposer.lean.output.weight is not Verifier(verifier).lean.output.weight
+    torch.testing.assert_close(proposer.lean.output.weight, drafter.decoder.output_projection.weight.t())

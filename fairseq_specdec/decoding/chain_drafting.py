@@ -12,11 +12,11 @@ from dataclasses import dataclass, replace
 from typing import Callable, Dict, List, Optional, Tuple
 
 import torch
-from torch import Tensor
+from torch import Tensor, nn
 
 from fairseq_specdec.decoding.drafters import TrainedDrafter, encode_source, top_tokens
 from fairseq_specdec.decoding.lean_layers import DecoderCache, allocate_cache, run_block, unsupported_layer_options
-from fairseq_specdec.decoding.lean_weights import Dense, LeanDecoder, dense_of
+from fairseq_specdec.decoding.lean_weights import Dense, LeanDecoder, dense, dense_of
 from fairseq_specdec.decoding.static_rows import GraphOptions, StaticPool, StaticRows
 
 INITIAL_SLOTS = 64  # cache entries per row at the start of a batch; grows when needed
@@ -44,7 +44,23 @@ class ChainDrafter(TrainedDrafter):
         super().__init__(model, tgt_dict, verifier)
         self.shortlist = shortlist
         self._shortlist_projection: Optional[Dense] = None  # the output projection's rows of the shortlist
-        self.lean = LeanDecoder.of(model.decoder)  # the drafter's weights as the lean forward reads them
+        self.verifier = verifier
+        self.lean = self._lean(LeanDecoder.of(model.decoder))  # the drafter's weights as the lean forward reads them
+
+    def _lean(self, lean: LeanDecoder) -> LeanDecoder:
+        """``lean`` reading the verifier's output projection where the drafter's holds the same
+        values (a drafter trained with shared embeddings next to it): one copy of the vocabulary's
+        weights streams through the caches per step, not two."""
+        own = getattr(self.model.decoder, "output_projection", None)
+        theirs = getattr(getattr(self.verifier, "decoder", None), "output_projection", None)
+        if lean.output is None or not isinstance(theirs, nn.Linear) or theirs.weight is own.weight:
+            return lean
+        a, b = own.weight, theirs.weight
+        if (a.shape, a.dtype, a.device) != (b.shape, b.dtype, b.device) or (own.bias is None) != (theirs.bias is None):
+            return lean
+        if not torch.equal(a, b) or (own.bias is not None and not torch.equal(own.bias, theirs.bias)):
+            return lean
+        return replace(lean, output=dense([theirs]))
 
     def next_token(self, predicted: Tensor, confidence: bool) -> Tuple[Tensor, Optional[Tensor]]:
         """The token read from each predicted state (B x C), and with ``confidence`` its
@@ -69,7 +85,8 @@ class ChainDrafter(TrainedDrafter):
     def start(self, net_input: Dict[str, Tensor], verifier_encoder_out=None) -> ChainState:
         encoder_out = encode_source(self, net_input, verifier_encoder_out)
         decoder = self.model.decoder
-        self.lean = self.lean.current(decoder)
+        lean = self.lean.current(decoder)
+        self.lean = lean if lean is self.lean else self._lean(lean)
         cache = allocate_cache(decoder, encoder_out, INITIAL_SLOTS)
         bsz = cache.length.size(0)
         bos = torch.full((bsz,), self.bos, dtype=torch.long, device=cache.length.device)
@@ -174,7 +191,7 @@ class StaticChainDrafter(ChainDrafter):
         decoder = self.model.decoder
         lean = self.lean.current(decoder)
         if lean is not self.lean:  # the recorded graphs read the old weights' copies
-            self.lean, self.pool = lean, StaticPool(decoder, self.pool.capture)
+            self.lean, self.pool = self._lean(lean), StaticPool(decoder, self.pool.capture)
         rows = self.pool.load(encoder_out, 1)  # the buffers at hand; widened when short
         bsz = rows.used
         bos = torch.full((rows.rows,), self.bos, dtype=torch.long, device=rows.device)

@@ -11,9 +11,10 @@ transposed copies). There the lean forward keeps a transposed copy of each proje
 (GPUs, half precision) it uses the modules' own weights through ``F.linear``. The copies
 are rebuilt when the model's parameters change (moved, cast or updated in place).
 """
+import weakref
 from dataclasses import dataclass
 from functools import partial
-from typing import Callable, List, Optional, Sequence, Tuple
+from typing import Callable, Dict, List, Optional, Sequence, Tuple
 
 import torch
 import torch.nn.functional as F
@@ -44,7 +45,9 @@ def transposes_on(weight: Tensor) -> bool:
 
 def dense(linears: Sequence[nn.Linear]) -> Dense:
     """One ``Dense`` computing the outputs of ``linears`` (same input) concatenated."""
-    weight = torch.cat([lin.weight.detach() for lin in linears]) if len(linears) > 1 else linears[0].weight.detach()
+    if len(linears) == 1:
+        return dense_of(linears[0].weight, linears[0].bias)
+    weight = torch.cat([lin.weight.detach() for lin in linears])
     biases = [lin.bias for lin in linears]
     if any(b is not None for b in biases):
         bias = torch.cat([b.detach() if b is not None else weight.new_zeros(lin.out_features)
@@ -56,9 +59,26 @@ def dense(linears: Sequence[nn.Linear]) -> Dense:
 
 def dense_of(weight: Tensor, bias: Optional[Tensor] = None) -> Dense:
     """The ``Dense`` of an out x in ``weight`` (and ``bias``)."""
+    bias = None if bias is None else bias.detach()
     if transposes_on(weight):
-        return Dense(weight.t().contiguous(), bias, transposed=True)
-    return Dense(weight, bias, transposed=False)
+        return Dense(transposed_copy(weight), bias, transposed=True)
+    return Dense(weight.detach(), bias, transposed=False)
+
+
+_TRANSPOSED: Dict[int, Tuple[weakref.ref, Tuple, Tensor]] = {}  # id(weight) -> (weight, its state, its copy)
+
+
+def transposed_copy(weight: Tensor) -> Tensor:
+    """``weight.t().contiguous()``, made once per weight tensor while it is unchanged and shared
+    by every view that reads it (a chain drafter reading the verifier's output projection keeps
+    no second copy: one less stream of the vocabulary's weights through the caches)."""
+    key, state = id(weight), (weight.data_ptr(), weight._version, weight.dtype, tuple(weight.shape))
+    entry = _TRANSPOSED.get(key)
+    if entry is not None and entry[0]() is weight and entry[1] == state:
+        return entry[2]
+    copy = weight.detach().t().contiguous()
+    _TRANSPOSED[key] = (weakref.ref(weight, lambda _, key=key: _TRANSPOSED.pop(key, None)), state, copy)
+    return copy
 
 
 Norm = Callable[[Tensor], Tensor]
