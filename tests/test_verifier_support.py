@@ -29,6 +29,7 @@ from fairseq_specdec.decoding.stats import DecodingStats
 from fairseq_specdec.decoding.verifier import UnsupportedVerifierError
 
 from lossless_drafters import WrongDrafter
+from plain_rules import greedy_with_ban, repeated_ngrams
 
 K = 4
 SEARCH = dict(max_len_b=16)
@@ -86,11 +87,13 @@ def generate(generator, model, sample):
         return [h[0] for h in generator.generate([model], sample)]
 
 
-def assert_decodes_losslessly(model):
+def assert_decodes_losslessly(model, search=SEARCH, reference=None):
     """Lean greedy (own cache and static buffers) and SpecDec (always-right and always-wrong
-    drafts) give fairseq's greedy tokens bitwise and its scores (fp32)."""
+    drafts) give the tokens of fairseq's greedy (or of ``reference``, a generator) bitwise and
+    its scores (fp32), under fairseq's options ``search``; returns the reference's hypotheses."""
     sample = sources()
-    want = generate(SequenceGenerator([model], D, beam_size=1, **SEARCH), model, sample)
+    reference = reference or SequenceGenerator([model], D, beam_size=1, **search)
+    want = generate(reference, model, sample)
     assert len({tuple(h["tokens"].tolist()) for h in want}) >= len(want) // 2, "the outputs should depend on the source"
     known = {source_key(row, D.pad()): h["tokens"].tolist() for row, h in zip(sample["net_input"]["src_tokens"], want)}
     runs = {
@@ -102,7 +105,7 @@ def assert_decodes_losslessly(model):
     tokens = sum(len(h["tokens"]) for h in want)
     for name, decoding in runs.items():
         stats = DecodingStats()
-        got = generate(build_generator([model], D, decoding, SEARCH, stats=stats), model, sample)
+        got = generate(build_generator([model], D, decoding, search, stats=stats), model, sample)
         for g, w in zip(got, want):
             assert g["tokens"].tolist() == w["tokens"].tolist(), name
             assert torch.allclose(g["positional_scores"], w["positional_scores"], atol=1e-5, rtol=0), name
@@ -111,6 +114,7 @@ def assert_decodes_losslessly(model):
             assert stats.iterations < tokens / 2, "perfect drafts commit several tokens per iteration"
         if name == "wrong":
             assert stats.accepted_drafts == 0 and stats.iterations == tokens
+    return want
 
 
 def test_bart_verifier_decodes_losslessly():
@@ -123,6 +127,24 @@ def test_bart_verifier_decodes_losslessly():
     assert all(not layer.normalize_before and layer.activation_fn.__name__ == "gelu" for layer in dec.layers)
     assert model.encoder.embed_tokens is dec.embed_tokens and dec.output_projection.weight is dec.embed_tokens.weight
     assert_decodes_losslessly(model)
+
+
+def test_bart_verifier_with_the_summarization_options_decodes_losslessly():
+    """The paper's CNN/DM settings on a bart_base-shaped verifier: --no-repeat-ngram-size 3,
+    --min-len and --lenpen (the n-gram ban's reference: fairseq's greedy with a correct
+    blocker, since fairseq 0.12's Python one bans nothing); each option changes the output."""
+    model = spread_weights(build("bart_base", SMALL))
+    with torch.no_grad():  # an eos the model reaches after 2 to 21 tokens, or not before the limit
+        model.decoder.output_projection.weight[D.eos()] *= 2.5
+    search = dict(max_len_b=24, min_len=8, len_penalty=2.0)
+    banned = assert_decodes_losslessly(model, dict(search, no_repeat_ngram_size=3),
+                                       reference=greedy_with_ban([model], D, 3, **search))
+    plain = generate(SequenceGenerator([model], D, beam_size=1, **search), model, sources())
+    free = generate(SequenceGenerator([model], D, beam_size=1, max_len_b=24), model, sources())
+    assert any(repeated_ngrams(h["tokens"].tolist(), 3) for h in plain), "the ban must have something to ban"
+    assert not any(repeated_ngrams(h["tokens"].tolist(), 3) for h in banned)
+    assert any(len(h["tokens"]) <= search["min_len"] for h in free), "--min-len must lengthen some output"
+    assert all(len(h["tokens"]) > search["min_len"] for h in banned)
 
 
 def test_alignment_transformer_decodes_losslessly():
