@@ -17,6 +17,8 @@ import tempfile
 from pathlib import Path
 from typing import Dict, List
 
+from fairseq_specdec.decoding.length_limit import length_limit
+
 WORKER = str(Path(__file__).with_name("ct2_worker.py"))
 COMPUTE_TYPES = {"ct2_greedy": None, "ct2_beam5": None, "ct2_greedy_int8": "int8",
                  "ct2_greedy_int8_float32": "int8_float32"}  # None: float32, or float16 with --fp16
@@ -97,7 +99,7 @@ class CT2Decoder:
         out = []
         for sample in batches:
             src = sample["net_input"]["src_tokens"]
-            max_len = min(int(self.max_len_a * src.size(1) + self.max_len_b), self.max_positions - 1)
+            max_len = length_limit(self.max_len_a, self.max_len_b, src.size(1), self.max_positions)
             out.append({"tokens": self.ct2.source_tokens(src.cpu()), "max_steps": max_len + 1})  # + 1: the eos step
         return out
 

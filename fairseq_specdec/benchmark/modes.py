@@ -29,6 +29,7 @@ from fairseq_specdec.decoding.drafters import OracleDrafter, make_proposer, sour
 from fairseq_specdec.decoding.ngram_data import NGramDataError, build_index
 from fairseq_specdec.decoding.ngram_index import NGramIndex
 from fairseq_specdec.decoding.generators import Decoding, build_generator, build_proposer
+from fairseq_specdec.decoding.length_limit import length_limit
 from fairseq_specdec.decoding.static_rows import GraphOptions
 from fairseq_specdec.decoding.stats import DecodingStats
 
@@ -122,7 +123,7 @@ def length_limits(batches, max_len_a: float, max_len_b: int, max_positions: int)
     limits = {}
     for sample in batches:
         src_len = sample["net_input"]["src_tokens"].size(1)
-        limit = min(int(max_len_a * src_len + max_len_b), max_positions - 1)
+        limit = length_limit(max_len_a, max_len_b, src_len, max_positions)
         limits.update((sid, limit) for sid in sample["id"].tolist())
     return limits
 

@@ -8,6 +8,7 @@ from fairseq.sequence_generator import SequenceGenerator
 from torch import Tensor
 
 from fairseq_specdec.decoding.committed import CommittedTokens
+from fairseq_specdec.decoding.length_limit import length_limit
 from fairseq_specdec.decoding.output_rules import BlockRules, OutputRules, force_, output_rules
 from fairseq_specdec.decoding.stats import DecodingStats
 
@@ -38,7 +39,7 @@ class BlockwiseGenerator(SequenceGenerator):
         net_input = sample["net_input"]
         src_tokens = net_input["src_tokens"]
         bsz, src_len = src_tokens.size()[:2]
-        max_len = min(int(self.max_len_a * src_len + self.max_len_b), self.max_len - 1)
+        max_len = length_limit(self.max_len_a, self.max_len_b, src_len, self.max_len)
         assert self.min_len <= max_len, "min_len cannot be larger than max_len, please adjust these!"
         self.check_drafter_length(max_len)
         bos = self.eos if bos_token is None else bos_token

@@ -20,6 +20,7 @@ from fairseq_specdec.decoding.generators import (
     Decoding, build_generator, build_proposer, check_generation_options, refuse_graphs_for_stock_search,
     search_options)
 from fairseq_specdec.decoding.ngram_data import build_index
+from fairseq_specdec.decoding.speculative_sampling import sampling_rule
 from fairseq_specdec.decoding.static_rows import GraphOptions
 from fairseq_specdec.decoding.stats import DecodingStats
 from fairseq_specdec.feature_blocks import pick_cuts
@@ -103,12 +104,15 @@ class SpecDecTranslationConfig(TranslationConfig):
 class SpecDecTranslationTask(TranslationTask):
     """Translation with SpecDec (Xia et al., EMNLP Findings 2023, arXiv 2203.16487).
 
-    Training: each target is cut at a random point; the drafter reads the prefix and
-    ``block_size`` [MASK] queries and learns the next ``block_size`` tokens (eos included).
-    Decoding: with ``--drafter-path`` and/or ``--ngram-drafter`` the generator is
-    speculative (drafts from the Spec-Drafter, the model-free n-gram drafter, or both
-    combined); with a drafter checkpoint as ``--path`` it is drafter-only; otherwise it is
-    fairseq's own.
+    Training (``--arch`` picks the drafter kind): the Spec-Drafter sees each target cut at a
+    random point, reads the prefix and ``block_size`` [MASK] queries and learns the next
+    ``block_size`` tokens (eos included; ``specdec_glancing``); the feature drafter reads the
+    verifier's teacher-forced states instead of the prefix tokens (``specdec_feature``); the
+    chain drafter predicts the verifier's next state at every target position, teacher-forced
+    (``specdec_chain``). Decoding: with ``--drafter-path`` and/or ``--ngram-drafter`` the
+    generator is speculative (drafts from the trained drafter of any kind, the model-free
+    n-gram drafter, or both combined); ``--lean-greedy`` is greedy through the lean verifier;
+    with a Spec-Drafter checkpoint as ``--path`` it is drafter-only; otherwise fairseq's own.
     """
 
     cfg: SpecDecTranslationConfig
@@ -239,7 +243,8 @@ class SpecDecTranslationTask(TranslationTask):
                              f"verifies with the model of --path. Give the verifier as --path, or drop {given} to "
                              "decode with the drafter alone")
         if (drafter_only or speculative) and args.beam != 1:
-            raise ValueError(beam_error(args.beam, "drafter-only decoding" if drafter_only else "SpecDec"))
+            raise ValueError(beam_error(args.beam, "drafter-only decoding" if drafter_only else "SpecDec",
+                                        sampling=args.sampling))
         if self.cfg.draft_vocab and (drafter_only or self.cfg.drafter_path is None):
             raise ValueError("--draft-vocab sets the chain drafter's vocabulary: give the verifier as --path and a "
                              "chain drafter as --drafter-path, or drop --draft-vocab")
@@ -248,7 +253,8 @@ class SpecDecTranslationTask(TranslationTask):
             return super().build_generator(models, args, seq_gen_cls, extra_gen_cls_kwargs,
                                            prefix_allowed_tokens_fn)
         what = "drafter-only decoding" if drafter_only else "SpecDec" if speculative else "--lean-greedy"
-        check_generation_options(args, prefix_allowed_tokens_fn, what=what)
+        check_generation_options(args, prefix_allowed_tokens_fn, what=what,
+                                 supported=() if drafter_only else ("sampling",))
         proposer = None
         if speculative:
             self.log_stats_at_exit()
@@ -259,7 +265,8 @@ class SpecDecTranslationTask(TranslationTask):
                 check_drafter_block_size(self.drafter_for(models[0]), self.block_size)
         decoding = Decoding(beam=args.beam, lean_greedy=self.cfg.lean_greedy,
                             proposer=proposer, block_size=self.block_size, beta=self.cfg.beta, tau=self.cfg.tau,
-                            graphs=self.graph_options(), adaptive=not self.cfg.fixed_block)
+                            graphs=self.graph_options(), adaptive=not self.cfg.fixed_block,
+                            sampling=sampling_rule(args))
         return build_generator(models, self.target_dictionary, decoding, search_options(args),
                                stats=self.decoding_stats)
 
@@ -316,8 +323,12 @@ class SpecDecTranslationTask(TranslationTask):
             self._stats_logged_at_exit = True
 
 
-def beam_error(beam: int, what: str) -> str:
+def beam_error(beam: int, what: str, sampling: bool = False) -> str:
     """The message for --beam N (N > 1) where the plugin decodes one hypothesis per sentence."""
+    if sampling:
+        return (f"--beam {beam} --sampling: fairseq would draw {beam} samples per sentence, {what} draws one "
+                f"(fairseq-generate and -interactive default to --beam 5). Pass --beam 1 to sample one "
+                f"translation per sentence, exactly as fairseq's --sampling --beam 1 would")
     return (f"--beam {beam}: {what} decodes one hypothesis per sentence, greedily (speculative beam search "
             f"is not implemented), and would not honour it (fairseq-generate and -interactive default to "
             f"--beam 5). Pass --beam 1 for output identical to the verifier's greedy, or --beam 1 --beta B "
