@@ -45,7 +45,7 @@ class ChainDrafter(TrainedDrafter):
         self.shortlist = shortlist
         self._shortlist_projection: Optional[Dense] = None  # the output projection's rows of the shortlist
         self.verifier = verifier
-        self.lean = self._lean(LeanDecoder.of(model.decoder))  # the drafter's weights as the lean forward reads them
+        self.lean = self._lean(LeanDecoder.of(model.decoder, extra=("fuse", "state_head")))  # the drafter's weights as the lean forward reads them
 
     def _lean(self, lean: LeanDecoder) -> LeanDecoder:
         """``lean`` reading the verifier's output projection where the drafter's holds the same
@@ -61,6 +61,12 @@ class ChainDrafter(TrainedDrafter):
         if not torch.equal(a, b) or (own.bias is not None and not torch.equal(own.bias, theirs.bias)):
             return lean
         return replace(lean, output=dense([theirs]))
+
+    def slot_inputs(self, states: Tensor, next_tokens: Tensor) -> Tensor:
+        """The decoder's ``slot_inputs`` (B x S x C) through the lean view of its fuse layer."""
+        decoder = self.model.decoder
+        embedded = decoder.embed_scale * decoder.embed_tokens(next_tokens)
+        return self.lean.extra["fuse"](torch.cat([states.to(embedded.dtype), embedded], dim=-1))
 
     def next_token(self, predicted: Tensor, confidence: bool) -> Tuple[Tensor, Optional[Tensor]]:
         """The token read from each predicted state (B x C), and with ``confidence`` its
@@ -99,13 +105,13 @@ class ChainDrafter(TrainedDrafter):
         decoder = self.model.decoder
         if decoder.layernorm_embedding is not None:
             inputs = decoder.layernorm_embedding(inputs)
-        return decoder.state_head(run_block(self.lean, inputs, cache, width))
+        return self.lean.extra["state_head"](run_block(self.lean, inputs, cache, width))
 
     def observe(self, state: ChainState, states: Tensor, tokens: Tensor, counts: Tensor) -> ChainState:
         """A slot per committed token: the verifier's state ``states[:, i]`` (after block
         input i) fused with ``tokens[:, i]`` (committed after it), for ``i < counts[b]``."""
         n = states.size(1)
-        predicted = self._states(self.model.decoder.slot_inputs(states, tokens[:, :n]), state.cache)  # B x n x C
+        predicted = self._states(self.slot_inputs(states, tokens[:, :n]), state.cache)  # B x n x C
         last = (counts - 1).view(-1, 1, 1).expand(-1, 1, predicted.size(2))
         state.cache.commit(counts, n)
         return replace(state, predicted=predicted.gather(1, last)[:, 0])
@@ -158,7 +164,7 @@ class ChainDrafter(TrainedDrafter):
             if keep_going is not None and not keep_going(token, prob):
                 break
             if i + 1 < block_size:
-                predicted = self._states(decoder.slot_inputs(predicted.unsqueeze(1), token.unsqueeze(1)), scratch,
+                predicted = self._states(self.slot_inputs(predicted.unsqueeze(1), token.unsqueeze(1)), scratch,
                                          width)[:, 0]
                 scratch.commit(torch.ones_like(token), 1)
         return torch.stack(tokens, 1), (torch.stack(probs, 1) if confidence else None)
@@ -211,7 +217,7 @@ class StaticChainDrafter(ChainDrafter):
         slot_tokens[:used] = tokens[:, :n]
         decoder = self.model.decoder
         predicted = rows.graphs.run(("observe", n), lambda: self._states(
-            decoder.slot_inputs(slot_states, slot_tokens), rows.cache(), rows.columns))  # rows x n x C
+            self.slot_inputs(slot_states, slot_tokens), rows.cache(), rows.columns))  # rows x n x C
         last = (counts - 1).view(-1, 1, 1).expand(-1, 1, predicted.size(2))
         state.predicted[:used] = predicted[:used].gather(1, last)[:, 0]
         rows.length[:used] += counts

@@ -12,7 +12,7 @@ transposed copies). There the lean forward keeps a transposed copy of each proje
 are rebuilt when the model's parameters change (moved, cast or updated in place).
 """
 import weakref
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from functools import partial
 from typing import Callable, Dict, List, Optional, Sequence, Tuple
 
@@ -142,14 +142,17 @@ class LeanDecoder:
     project_out: Optional[nn.Module]
     output: Optional[Dense]  # C x V (transposed) or V x C; None: the decoder's own output_layer
     key: Tuple  # parameters_key of the decoder it was read from
+    extra: Dict[str, Dense] = field(default_factory=dict)  # more of the decoder's nn.Linear, by name
 
     @staticmethod
-    def of(decoder) -> "LeanDecoder":
+    def of(decoder, extra: Sequence[str] = ()) -> "LeanDecoder":
+        """The view of ``decoder``, with its linear maps named in ``extra`` (e.g. a drafter's own)."""
         projection = getattr(decoder, "output_projection", None)
         output = dense([projection]) if isinstance(projection, nn.Linear) else None
         return LeanDecoder([lean_layer(layer) for layer in decoder.layers], norm_of(decoder.layer_norm),
-                           decoder.project_out_dim, output, parameters_key(decoder))
+                           decoder.project_out_dim, output, parameters_key(decoder),
+                           {name: dense([getattr(decoder, name)]) for name in extra})
 
     def current(self, decoder) -> "LeanDecoder":
         """This view, or a fresh one if ``decoder``'s parameters changed since it was read."""
-        return self if parameters_key(decoder) == self.key else LeanDecoder.of(decoder)
+        return self if parameters_key(decoder) == self.key else LeanDecoder.of(decoder, tuple(self.extra))
