@@ -13,13 +13,13 @@ with --device cuda) before one is added.
 """
 import argparse
 import time
-from argparse import Namespace
 
 import torch
-from fairseq import checkpoint_utils, tasks
+from fairseq import checkpoint_utils
 
 import fairseq_specdec  # noqa: F401  (registers the plugin's task and models)
 from fairseq_specdec.benchmark.cli import DEFAULT_MAX_LEN_A, DEFAULT_MAX_LEN_B
+from fairseq_specdec.benchmark.test_task import load_test_task
 from fairseq_specdec.decoding.drafter_loading import load_drafter, place_like
 from fairseq_specdec.decoding.drafters import make_proposer
 from fairseq_specdec.decoding.generators import Decoding, build_generator
@@ -82,10 +82,7 @@ def main(argv=None):
     p.add_argument("--threads", type=int, default=2)
     args = p.parse_args(argv)
     torch.set_num_threads(args.threads)
-    task = tasks.setup_task(Namespace(
-        task="specdec_translation", data=args.data, source_lang=args.source_lang, target_lang=args.target_lang,
-        block_size=None, seed=1, dataset_impl=None, train_subset="train", required_seq_len_multiple=1))
-    task.load_dataset("test")
+    task = load_test_task(args.data, args.source_lang, args.target_lang)
     device = torch.device(args.device)
     model = checkpoint_utils.load_model_ensemble([args.verifier], task=task)[0][0].to(device).eval()
     drafter = place_like(load_drafter(args.drafter, task), model) if args.drafter else None
