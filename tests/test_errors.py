@@ -453,7 +453,7 @@ def test_score_verifier_shows_why_fairseq_failed(demo_data, tmp_path):
 @pytest.mark.parametrize("flags,named", [
     (["--match-source-len"], "--match-source-len"),
     (["--lm-path", "lm.pt"], "--lm-path"),
-    (["--sampling"], "--sampling"),
+    (["--diverse-beam-groups", "2"], "--diverse-beam-groups"),  # (--sampling is supported: test_speculative_sampling)
 ])
 def test_generation_options_the_plugin_lacks_are_refused_not_ignored(demo_data, tiny_verifier, flags, named):
     """SequenceGenerator options the plugin's generators do not implement fail when the

@@ -10,6 +10,7 @@ generators users run.
 from dataclasses import dataclass
 from typing import Any, Dict, Optional
 
+from fairseq.search import Sampling
 from fairseq.sequence_generator import SequenceGenerator
 from torch import Tensor
 
@@ -18,6 +19,7 @@ from fairseq_specdec.decoding.drafters import make_proposer, require_chain_draft
 from fairseq_specdec.decoding.ngram_drafter import with_ngram_drafter
 from fairseq_specdec.decoding.ngram_index import NGramIndex
 from fairseq_specdec.decoding.speculative_generator import LeanGreedyGenerator, SpeculativeGenerator
+from fairseq_specdec.decoding.speculative_sampling import SamplingRule
 from fairseq_specdec.decoding.static_rows import GraphOptions
 from fairseq_specdec.decoding.stats import DecodingStats
 from fairseq_specdec.models.specdec_drafter import SpecDrafterModel
@@ -35,6 +37,7 @@ class Decoding:
     tau: float = 1.0  # ... and within tau of the top-1
     graphs: Optional[GraphOptions] = None  # lean greedy and SpecDec: static buffers and CUDA graphs
     adaptive: bool = False  # SpecDec: draft as many of the k as pay (draft_policy), else exactly k
+    sampling: Optional[SamplingRule] = None  # --sampling: sample (SpecDec, lean greedy, stock search)
 
 
 def build_generator(models, tgt_dict, decoding: Decoding, search: Dict[str, Any],
@@ -42,6 +45,9 @@ def build_generator(models, tgt_dict, decoding: Decoding, search: Dict[str, Any]
     """The generator for ``models`` (a verifier, or a Spec-Drafter for drafter-only
     decoding); ``search`` holds ``SequenceGenerator``'s length and score options."""
     if isinstance(models[0], SpecDrafterModel):
+        if decoding.sampling is not None:
+            raise ValueError("--sampling is not supported with drafter-only decoding; sample with the verifier as "
+                             "--path (and the drafter as --drafter-path)")
         if decoding.graphs is not None:
             raise ValueError("--cuda-graphs is not available for drafter-only decoding (its input grows every "
                              "iteration); decode with the verifier as --path and the drafter as --drafter-path")
@@ -49,13 +55,17 @@ def build_generator(models, tgt_dict, decoding: Decoding, search: Dict[str, Any]
     if decoding.proposer is not None:
         return SpeculativeGenerator(models, tgt_dict, decoding.proposer, block_size=decoding.block_size,
                                     beta=decoding.beta, tau=decoding.tau, stats=stats, graphs=decoding.graphs,
-                                    adaptive=decoding.adaptive, **search)
+                                    adaptive=decoding.adaptive, sampling=decoding.sampling, **search)
     if decoding.lean_greedy:
         if decoding.beam != 1:
-            raise ValueError(f"--lean-greedy decodes greedily: use --beam 1 (got --beam {decoding.beam})")
-        return LeanGreedyGenerator(models, tgt_dict, stats=stats, graphs=decoding.graphs, **search)
+            what = "samples one hypothesis per sentence" if decoding.sampling else "decodes greedily"
+            raise ValueError(f"--lean-greedy {what}: use --beam 1 (got --beam {decoding.beam})")
+        return LeanGreedyGenerator(models, tgt_dict, stats=stats, graphs=decoding.graphs, sampling=decoding.sampling,
+                                   **search)
     refuse_graphs_for_stock_search(decoding.graphs)
-    return SequenceGenerator(models, tgt_dict, beam_size=decoding.beam, **search)
+    rule = decoding.sampling
+    strategy = None if rule is None else Sampling(tgt_dict, rule.topk, rule.topp)
+    return SequenceGenerator(models, tgt_dict, beam_size=decoding.beam, search_strategy=strategy, **search)
 
 
 def refuse_graphs_for_stock_search(graphs: Optional[GraphOptions]) -> None:
@@ -96,7 +106,7 @@ def search_options(args) -> Dict[str, Any]:
 
 
 UNSUPPORTED = {
-    "sampling": "--sampling",
+    "sampling": "--sampling",  # with drafter-only decoding (SpecDec and --lean-greedy sample: ``supported``)
     "diverse_beam_groups": "--diverse-beam-groups",
     "constraints": "--constraints",
     "print_alignment": "--print-alignment",
@@ -106,9 +116,12 @@ UNSUPPORTED = {
 }
 
 
-def check_generation_options(args, prefix_allowed_tokens_fn, what: str) -> None:
-    """Refuse fairseq's generation options that the plugin's generators do not implement."""
+def check_generation_options(args, prefix_allowed_tokens_fn, what: str, supported=()) -> None:
+    """Refuse fairseq's generation options that the plugin's generators do not implement
+    (those of ``UNSUPPORTED`` not named in ``supported``, which this generator implements)."""
     for name, flag in UNSUPPORTED.items():
+        if name in supported:
+            continue
         value = getattr(args, name)
         if value not in (None, False, 0, -1, "", "none"):
             raise ValueError(f"{flag} is not supported with {what}; remove it")

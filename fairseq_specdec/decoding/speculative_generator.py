@@ -3,8 +3,9 @@
 Each iteration (Xia et al., 2023, Sec. 3.2): the drafter proposes k tokens for every
 unfinished sentence in one forward; the verifier scores the last committed token plus
 the k drafts in ONE forward over its key/value cache; the longest acceptable draft
-prefix is kept (``accept_drafts``) and the verifier's top-1 appended; finished sentences
-leave the batch. The iteration reads one small tensor back from the device: which rows
+prefix is kept (``accept_drafts``) and the verifier's top-1 appended (with ``sampling``:
+speculative sampling, ``speculative_sampling.sample_block``); finished sentences leave
+the batch. The iteration reads one small tensor back from the device: which rows
 finished, and the longest committed length.
 """
 import time
@@ -13,12 +14,14 @@ from typing import Any, List, Optional, Tuple
 import torch
 from torch import Tensor
 
-from fairseq_specdec.decoding.acceptance import accept_drafts, plan_commit
+from fairseq_specdec.decoding.acceptance import Verdict, accept_drafts, plan_commit
 from fairseq_specdec.decoding.committed import CommittedTokens
 from fairseq_specdec.decoding.draft_policy import DraftPolicy
 from fairseq_specdec.decoding.drafters import NoDrafter
 from fairseq_specdec.decoding.generator_base import BlockwiseGenerator, read_finished, unfinished_rows
 from fairseq_specdec.decoding.output_rules import OutputRules
+from fairseq_specdec.decoding.speculative_sampling import (
+    SamplingRule, block_uniforms, draw_uniforms, sample_block, sampling_distribution)
 from fairseq_specdec.decoding.static_rows import GraphOptions
 from fairseq_specdec.decoding.stats import BatchTally, DecodingStats
 from fairseq_specdec.decoding.verifier import StaticVerifier, Verifier
@@ -30,7 +33,8 @@ class SpeculativeGenerator(BlockwiseGenerator):
     Takes ``SequenceGenerator``'s options (max_len_a/b, min_len, lenpen, unkpen,
     temperature, no_repeat_ngram_size, ...) and ``generate``'s ``prefix_tokens``
     (``output_rules``), and returns hypotheses in its format. With ``beta=1`` the output
-    equals greedy decoding (``--beam 1``) with the same verifier.
+    equals greedy decoding (``--beam 1``) with the same verifier; with ``sampling`` it is
+    distributed as fairseq's ``--sampling --beam 1`` (Leviathan et al., 2023).
     """
 
     def __init__(
@@ -44,11 +48,13 @@ class SpeculativeGenerator(BlockwiseGenerator):
         stats: Optional[DecodingStats] = None,
         graphs: Optional[GraphOptions] = None,
         adaptive: bool = False,
+        sampling: Optional[SamplingRule] = None,
         **kwargs,
     ):
         """``adaptive``: draft up to ``block_size`` tokens per iteration, as many as pay on
         this machine (``draft_policy``), k = 0 (a greedy step) included; otherwise exactly
-        ``block_size``. Lossless either way."""
+        ``block_size``. Lossless either way. ``sampling``: sample (fairseq's --sampling)
+        instead of decoding greedily."""
         if len(models) != 1:
             raise ValueError(f"SpecDec verifies with one model; got an ensemble of {len(models)}")
         if block_size < 1 and not isinstance(drafter, NoDrafter):
@@ -57,10 +63,15 @@ class SpeculativeGenerator(BlockwiseGenerator):
             raise ValueError(f"--beta must be >= 1 (1 = lossless), got {beta}")
         if tau < 0:
             raise ValueError(f"--tau must be >= 0, got {tau}")
+        if sampling is not None and (beta != 1 or tau != 1.0):
+            raise ValueError(f"--beta {beta} --tau {tau}: relaxed acceptance is a greedy rule; with --sampling a "
+                             "draft is accepted with the verifier's probability, which keeps fairseq's sampling "
+                             "distribution exactly. Drop --beta/--tau (or --sampling)")
         super().__init__(models, tgt_dict, block_size, stats=stats, **kwargs)
         self.drafter = drafter
         self.beta = beta
         self.tau = tau
+        self.sampling = sampling
         self.policy = DraftPolicy(block_size) if adaptive and not isinstance(drafter, NoDrafter) else None
         # a greedy step's block is observed when drafting resumes, all such blocks in one forward;
         # a drafter over recorded graphs (fixed shapes) observes each block at once instead
@@ -86,6 +97,8 @@ class SpeculativeGenerator(BlockwiseGenerator):
         offsets = torch.arange(k + 1, device=device).unsqueeze(0)
         longest = 1  # on the host: the active rows' longest committed length (BOS included), or more
         pending = Unobserved()  # verified blocks the drafter has not seen (greedy iterations)
+        # sampling: one uniform per row and output step (0 .. max_len), whatever the drafts
+        uniforms = None if self.sampling is None else draw_uniforms(committed.tokens.size(0), max_len + 1, device)
         while active.numel() > 0:
             began, pending.flush_seconds = time.perf_counter(), 0.0
             with stats.timed("drafter", device):
@@ -101,7 +114,7 @@ class SpeculativeGenerator(BlockwiseGenerator):
             with stats.timed("other", device):
                 block = None if rules is None else rules.block(committed, active, longest, drafts, steps)
                 self._constrain(lprobs, steps, max_len, may_reach_max_len=longest - 1 + n >= max_len, rules=block)
-                plan = plan_commit(drafts, accept_drafts(lprobs, drafts, self.beta, self.tau), self.eos)
+                plan = plan_commit(drafts, self._verdict(lprobs, drafts, uniforms, active, steps), self.eos)
                 token_lprobs = lprobs.gather(2, plan.tokens.unsqueeze(-1)).squeeze(-1)
                 committed.append(active, plan.tokens, token_lprobs, plan.count)
                 tally.record(plan.num_accepted, plan.count, drafted=n)
@@ -123,6 +136,16 @@ class SpeculativeGenerator(BlockwiseGenerator):
                     drafting = self.drafter.select(drafting, keep)
                 pending.select(keep)
         tally.flush(stats)
+
+    def _verdict(self, lprobs: Tensor, drafts: Tensor, uniforms: Optional[Tensor], active: Tensor,
+                 steps: Tensor) -> Verdict:
+        """The accepted drafts and the token after them: greedy's top-beta/tau rule, or with
+        sampling speculative sampling from fairseq's sampling distribution at each position
+        (the scores committed stay the constrained log-probs, as fairseq reports them)."""
+        if self.sampling is None:
+            return accept_drafts(lprobs, drafts, self.beta, self.tau)
+        probs = sampling_distribution(lprobs, self.sampling.topk, self.sampling.topp)
+        return sample_block(probs, drafts, block_uniforms(uniforms, active, steps))
 
     def _draft(self, drafting, pending: "Unobserved", committed: CommittedTokens, active: Tensor,
                longest: int, net_input, encoder_out) -> Tuple[Any, Tensor, Optional[Tensor]]:
@@ -220,7 +243,8 @@ class Unobserved:
 
 class LeanGreedyGenerator(SpeculativeGenerator):
     """Greedy decoding (``--beam 1``'s output) through the verifier's lean forward and
-    preallocated cache: speculative decoding with no drafts, one token per iteration."""
+    preallocated cache: speculative decoding with no drafts, one token per iteration
+    (with ``sampling``, one sampled token per iteration)."""
 
     def __init__(self, models, tgt_dict, stats: Optional[DecodingStats] = None,
                  graphs: Optional[GraphOptions] = None, **kwargs):
