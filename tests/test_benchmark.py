@@ -233,3 +233,18 @@ def test_cli_main_reports_a_bad_drafter_in_one_line(monkeypatch, demo_data, tiny
     message = str(exc.value.code)
     assert message.startswith("specdec-benchmark: error:") and "not a Spec-Drafter" in message
     assert "\n" not in message
+
+
+def test_sampling_modes(demo_data, tiny_verifier, tiny_drafter):
+    """fairseq's top-k sampling and SpecDec's speculative sampling: rows with BLEU and SpecDec's
+    tokens per iteration, and no identity claim against greedy (samples differ by design)."""
+    argv = ["--data", str(demo_data["bin"]), "--verifier", str(tiny_verifier), "--drafter", str(tiny_drafter),
+            "--modes", "greedy,sample_topk,specdec_sample_topk", "--max-sentences", "8", "--batch-sizes", "1",
+            "--repeats", "2", "--warmup", "0", "--threads", "1", "--quiet"]
+    with contextlib.redirect_stdout(io.StringIO()):
+        report = benchmark.main(argv)
+    rows = {r["mode"]: r for r in report["rows"]}
+    for mode in ("sample_topk", "specdec_sample_topk"):
+        assert rows[mode]["identical_to_greedy"] is None and math.isfinite(rows[mode]["bleu"])
+    assert rows["specdec_sample_topk"]["tok_per_iter"] >= 1.0
+    assert rows["sample_topk"]["tok_per_iter"] is None

@@ -15,12 +15,18 @@ as many as pay, none included), as ``fairseq-generate`` does by default;
 ``specdec_fixed`` drafts exactly k every iteration (``--fixed-block``, the paper's rule).
 Each timed pass starts the policy afresh: what one ``fairseq-generate`` run learns.
 
+Two sampling modes (not in the default set): ``sample_topk`` is fairseq's ``--sampling
+--sampling-topk 10`` (how back-translation data is made), ``specdec_sample_topk`` the same
+distribution through speculative sampling with the trained drafter (adaptive drafting); each
+pass reseeds torch's RNG, and their outputs are not compared with greedy's.
+
 Two lossless modes draft without (only) the trained drafter (``ngram_drafter``):
 ``specdec_ngram`` with the model-free n-gram drafter alone, ``specdec_combined`` with the
 Spec-Drafter and the n-gram drafter together (per row, the more promising proposal).
 """
 from typing import Dict, List, Optional, Tuple
 
+import torch
 from torch import Tensor
 
 from fairseq_specdec.benchmark import ct2 as peer
@@ -28,21 +34,24 @@ from fairseq_specdec.decoding.draft_policy import DraftPolicy
 from fairseq_specdec.decoding.drafters import OracleDrafter, make_proposer, source_key
 from fairseq_specdec.decoding.ngram_data import NGramDataError, build_index
 from fairseq_specdec.decoding.ngram_index import NGramIndex
+from fairseq_specdec.decoding.speculative_sampling import SamplingRule
 from fairseq_specdec.decoding.generators import Decoding, build_generator, build_proposer
 from fairseq_specdec.decoding.length_limit import length_limit
 from fairseq_specdec.decoding.static_rows import GraphOptions
 from fairseq_specdec.decoding.stats import DecodingStats
 
-DRAFTED_MODES = ("specdec", "specdec_fixed", "specdec_relaxed")  # SpecDec with the trained drafter's drafts
+DRAFTED_MODES = ("specdec", "specdec_fixed", "specdec_relaxed", "specdec_sample_topk")  # the trained drafter's drafts
 ORACLE_MODES = ("specdec_oracle", "specdec_oracle_free")
 NGRAM_MODES = ("specdec_ngram", "specdec_combined")  # lossless, with the n-gram drafter
 SPECDEC_MODES = DRAFTED_MODES + NGRAM_MODES + ORACLE_MODES
 CT2_MODES = ("ct2_greedy", "ct2_beam5", "ct2_greedy_int8", "ct2_greedy_int8_float32")  # timed in their own process
-MODES = ("greedy", "greedy_lean", "beam5", *SPECDEC_MODES, *CT2_MODES)
-DEFAULT_MODES = tuple(m for m in MODES if m not in ORACLE_MODES + NGRAM_MODES)
+SAMPLING_MODES = ("sample_topk", "specdec_sample_topk")  # fairseq's --sampling --sampling-topk 10, and SpecDec's
+SAMPLE_TOPK, SAMPLE_SEED = 10, 1  # the back-translation recipe's top-k; each pass reseeds torch's RNG
+MODES = ("greedy", "greedy_lean", "beam5", "sample_topk", *SPECDEC_MODES, *CT2_MODES)
+DEFAULT_MODES = tuple(m for m in MODES if m not in ORACLE_MODES + NGRAM_MODES + SAMPLING_MODES)
 FIXED_BLOCK_MODES = ORACLE_MODES + ("specdec_fixed",)  # exactly k drafts per iteration
 NEEDS_DRAFTER = DRAFTED_MODES + ("specdec_combined", "specdec_oracle")
-BEAMS = {"greedy": 1, "greedy_lean": 1, "beam5": 5, "ct2_greedy": 1, "ct2_beam5": 5, "ct2_greedy_int8": 1,
+BEAMS = {"greedy": 1, "greedy_lean": 1, "beam5": 5, "sample_topk": 1, "ct2_greedy": 1, "ct2_beam5": 5, "ct2_greedy_int8": 1,
          "ct2_greedy_int8_float32": 1}
 
 KnownOutputs = Dict[Tuple[int, ...], List[int]]  # unpadded source tokens -> greedy's tokens
@@ -62,7 +71,9 @@ class FairseqDecoder:
         return [self.generator.generate(self.models, sample) for sample in batches]
 
     def reset(self) -> None:
-        """Forget what adaptive drafting learned: every pass starts as a fresh run does."""
+        """Forget what adaptive drafting learned and reseed torch's RNG (sampling modes): every
+        pass starts as a fresh run does."""
+        torch.manual_seed(SAMPLE_SEED)
         policy = getattr(self.generator, "policy", None)
         if policy is not None:
             self.generator.policy = DraftPolicy(policy.max_drafts)
@@ -144,8 +155,9 @@ def make_decoder(mode: str, args, model, drafter, tgt_dict, stats: Optional[Deco
     if mode.startswith("ct2_"):
         return peer.CT2Decoder(ct2, mode, BEAMS[mode], search, model.max_decoder_positions())
     graphs = GraphOptions() if args.cuda_graphs else None  # the plugin's modes only
+    sampling = SamplingRule(topk=SAMPLE_TOPK) if mode in SAMPLING_MODES else None
     decoding = Decoding(beam=BEAMS.get(mode, 1), lean_greedy=mode == "greedy_lean",
-                        graphs=graphs if mode == "greedy_lean" else None)
+                        graphs=graphs if mode == "greedy_lean" else None, sampling=sampling)
     if mode in SPECDEC_MODES:
         proposer = _proposer(mode, model, drafter, tgt_dict, ngram_index, graphs, shortlist)
         if mode in ORACLE_MODES:
@@ -154,5 +166,5 @@ def make_decoder(mode: str, args, model, drafter, tgt_dict, stats: Optional[Deco
             proposer = OracleDrafter(known, tgt_dict.pad(), tgt_dict.eos(), cost=proposer)
         beta, tau = (args.beta, args.tau) if mode == "specdec_relaxed" else (1, 1.0)
         decoding = Decoding(proposer=proposer, block_size=args.block_size, beta=beta, tau=tau, graphs=graphs,
-                            adaptive=mode not in FIXED_BLOCK_MODES)
+                            adaptive=mode not in FIXED_BLOCK_MODES, sampling=sampling)
     return FairseqDecoder(build_generator([model], tgt_dict, decoding, search, stats=stats), model)

@@ -10,7 +10,7 @@ from typing import Dict, List, Optional
 
 import torch
 
-from fairseq_specdec.benchmark.modes import DRAFTED_MODES, NGRAM_MODES, SPECDEC_MODES
+from fairseq_specdec.benchmark.modes import DRAFTED_MODES, NGRAM_MODES, SAMPLING_MODES, SPECDEC_MODES
 
 REAL_DRAFTS = DRAFTED_MODES + NGRAM_MODES  # SpecDec modes whose drafts are not the oracle's
 
@@ -110,7 +110,7 @@ def build_report(args, modes, per_bs, dataset, task, src: str, tgt: str, argv: L
                 "differing_from_greedy": None, "identical_to_greedy": None,
                 "tok_per_iter": None, "drafts_per_iter": None, "wasted_per_iter": None, "greedy_share": None,
             }
-            if greedy_out is not None and m != "greedy":
+            if greedy_out is not None and m != "greedy" and m not in SAMPLING_MODES:  # samples differ by design
                 diff = sum(greedy_out[i] != r["tokens"][i] for i in ids)
                 row.update(differing_from_greedy=diff, identical_to_greedy=diff == 0)
             stats = r["stats"]
