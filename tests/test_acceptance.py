@@ -193,3 +193,24 @@ def test_plan_commit_from_accept_drafts_with_eos_in_the_table():
     p = plan_commit(drafts, v, EOS)
     assert committed(p, 0) == [3, EOS]
     assert p.finished.tolist() == [True] and p.num_accepted.tolist() == [2]
+
+
+def test_ties_break_as_fairseqs_greedy_search():
+    """Among exactly tied log-probabilities the verifier's token is the one fairseq's greedy
+    search picks (``BeamSearch.step`` at beam 1, the topk of 2 candidates), not just any top-1:
+    rounded random scores make many ties, and at several vocabulary sizes topk(1) and topk(2)
+    disagree on some of them."""
+    from fairseq import search
+    from fairseq.data import Dictionary
+    torch.manual_seed(0)
+    disagreements = 0
+    for vocab in (12, 300, 10088):
+        d = Dictionary()
+        for i in range(vocab - d.nspecial):
+            d.add_symbol(f"w{i}")
+        lprobs = torch.randn(64, 1, len(d)).round()  # B x (k+1) x V, k = 0
+        fairseq_token = search.BeamSearch(d).step(1, lprobs, torch.zeros(64, 1, 1))[1][:, 0]
+        verdict = accept_drafts(lprobs, torch.zeros(64, 0, dtype=torch.long))
+        assert torch.equal(verdict.next_token, fairseq_token)
+        disagreements += int((lprobs[:, 0].topk(1, -1)[1][:, 0] != fairseq_token).sum())
+    assert disagreements > 0, "the ties should be ones where topk(1) differs"

@@ -31,9 +31,11 @@ def accept_drafts(lprobs: Tensor, drafts: Tensor, beta: int = 1, tau: float = 1.
     assert tau >= 0, f"tau must be >= 0, got {tau}"
     bsz, k = drafts.shape
     assert lprobs.shape[:2] == (bsz, k + 1), f"lprobs must be B x (k+1) x V, got {tuple(lprobs.shape)}"
-    top_lprobs, top_tokens = lprobs.topk(beta, dim=-1)  # B x (k+1) x beta
+    # at least the top 2, as fairseq's greedy search takes them (topk of 2 x beam): among exact
+    # ties its first is not always topk(1)'s, and the verifier's token must be fairseq's
+    top_lprobs, top_tokens = lprobs.topk(max(beta, 2), dim=-1)  # B x (k+1) x max(beta, 2)
     best_lprob, best_token = top_lprobs[..., 0], top_tokens[..., 0]  # B x (k+1)
-    scored = top_tokens[:, :k]  # B x k x beta
+    scored = top_tokens[:, :k, :beta]  # B x k x beta
     in_top_beta = scored.eq(drafts.unsqueeze(-1)).any(-1)  # B x k
     if beta > 1:
         draft_lprob = lprobs[:, :k].gather(-1, drafts.unsqueeze(-1)).squeeze(-1)  # B x k
