@@ -51,7 +51,7 @@ class ChainTreeDrafter:
 
     def log_probs(self, predicted: Tensor) -> Tensor:
         """R x V: the drafter's next-token log-probabilities from its predicted states (R x C)."""
-        logits = self.proposer.forbid(self.proposer.model.decoder.output_layer(predicted))
+        logits = self.proposer.logits(predicted)  # as decoding reads them (the lean view)
         return F.log_softmax(logits.float(), dim=-1)
 
 

@@ -45,7 +45,8 @@ class ChainDrafter(TrainedDrafter):
         self.shortlist = shortlist
         self._shortlist_projection: Optional[Dense] = None  # the output projection's rows of the shortlist
         self.verifier = verifier
-        self.lean = self._lean(LeanDecoder.of(model.decoder, extra=("fuse", "state_head")))  # the drafter's weights as the lean forward reads them
+        # the drafter's weights as the lean forward reads them
+        self.lean = self._lean(LeanDecoder.of(model.decoder, extra=("fuse", "state_head")))
 
     def _lean(self, lean: LeanDecoder) -> LeanDecoder:
         """``lean`` reading the verifier's output projection where the drafter's holds the same
@@ -64,16 +65,26 @@ class ChainDrafter(TrainedDrafter):
 
     def slot_inputs(self, states: Tensor, next_tokens: Tensor) -> Tensor:
         """The decoder's ``slot_inputs`` (B x S x C) through the lean view of its fuse layer."""
-        decoder = self.model.decoder
-        embedded = decoder.embed_scale * decoder.embed_tokens(next_tokens)
-        return self.lean.extra["fuse"](torch.cat([states.to(embedded.dtype), embedded], dim=-1))
+        return self.model.decoder.slot_inputs(states, next_tokens, fuse=self.lean.extra["fuse"])
+
+    def logits(self, predicted: Tensor) -> Tensor:
+        """B x V logits of the token after each predicted state (B x C), the tokens a draft
+        may never hold at -inf."""
+        return self.forbid(self.lean.logits(self.model.decoder, predicted))
+
+    def refresh_lean(self) -> bool:
+        """Re-read the weights' view if the drafter's parameters changed (True then)."""
+        lean = self.lean.current(self.model.decoder)
+        if lean is self.lean:
+            return False
+        self.lean = self._lean(lean)
+        return True
 
     def next_token(self, predicted: Tensor, confidence: bool) -> Tuple[Tensor, Optional[Tensor]]:
         """The token read from each predicted state (B x C), and with ``confidence`` its
         softmax probability (over the shortlist, when drafting over one)."""
         if self.shortlist is None:
-            output = self.lean.output
-            logits = self.forbid(self.model.decoder.output_layer(predicted) if output is None else output(predicted))
+            logits = self.logits(predicted)  # B x V
         else:
             projection = self._shortlist_projection
             if projection is None or projection.weight.device != predicted.device or \
@@ -91,8 +102,7 @@ class ChainDrafter(TrainedDrafter):
     def start(self, net_input: Dict[str, Tensor], verifier_encoder_out=None) -> ChainState:
         encoder_out = encode_source(self, net_input, verifier_encoder_out)
         decoder = self.model.decoder
-        lean = self.lean.current(decoder)
-        self.lean = lean if lean is self.lean else self._lean(lean)
+        self.refresh_lean()
         cache = allocate_cache(decoder, encoder_out, INITIAL_SLOTS)
         bsz = cache.length.size(0)
         bos = torch.full((bsz,), self.bos, dtype=torch.long, device=cache.length.device)
@@ -195,9 +205,8 @@ class StaticChainDrafter(ChainDrafter):
     def start(self, net_input: Dict[str, Tensor], verifier_encoder_out=None) -> ChainState:
         encoder_out = encode_source(self, net_input, verifier_encoder_out)
         decoder = self.model.decoder
-        lean = self.lean.current(decoder)
-        if lean is not self.lean:  # the recorded graphs read the old weights' copies
-            self.lean, self.pool = self._lean(lean), StaticPool(decoder, self.pool.capture)
+        if self.refresh_lean():  # the recorded graphs read the old weights' copies
+            self.pool = StaticPool(decoder, self.pool.capture)
         rows = self.pool.load(encoder_out, 1)  # the buffers at hand; widened when short
         bsz = rows.used
         bos = torch.full((rows.rows,), self.bos, dtype=torch.long, device=rows.device)

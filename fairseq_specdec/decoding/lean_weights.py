@@ -153,6 +153,11 @@ class LeanDecoder:
                            decoder.project_out_dim, output, parameters_key(decoder),
                            {name: dense([getattr(decoder, name)]) for name in extra})
 
+    def logits(self, decoder, x: Tensor) -> Tensor:
+        """``decoder.output_layer(x)`` through this view's output projection (the decoder's own
+        output layer where the view has none)."""
+        return decoder.output_layer(x) if self.output is None else self.output(x)
+
     def current(self, decoder) -> "LeanDecoder":
         """This view, or a fresh one if ``decoder``'s parameters changed since it was read."""
         return self if parameters_key(decoder) == self.key else LeanDecoder.of(decoder, tuple(self.extra))

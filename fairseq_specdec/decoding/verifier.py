@@ -91,7 +91,7 @@ class Verifier:
         """Encode the sources and allocate a cache of ``capacity`` entries per row (the
         committed tokens, BOS included, plus one block)."""
         encoder_out = self.model.encoder.forward_torchscript(net_input)
-        self.lean = self.lean.current(self.decoder)
+        self.refresh_lean()
         cache = allocate_cache(self.decoder, encoder_out, capacity)
         self.positions(capacity, cache.length.device)  # built here, once, not inside the loop
         return VerifierState(encoder_out, cache)
@@ -120,10 +120,18 @@ class Verifier:
         if dec.layernorm_embedding is not None:
             x = dec.layernorm_embedding(x)
         x = run_block(self.lean, x, cache, width)
-        logits = dec.output_layer(x) if self.lean.output is None else self.lean.output(x)
+        logits = self.lean.logits(dec, x)
         if self.temperature != 1.0:
             logits = logits.div_(self.temperature)
         return self.model.get_normalized_probs((logits, None), log_probs=True), x
+
+    def refresh_lean(self) -> bool:
+        """Re-read the weights' view if the verifier's parameters changed (True then)."""
+        lean = self.lean.current(self.decoder)
+        if lean is self.lean:
+            return False
+        self.lean = lean
+        return True
 
     def commit(self, state: VerifierState, counts: Tensor, max_length: Optional[int] = None) -> None:
         """Keep the first ``counts[b]`` tokens of row b's last block in the cache (the input
@@ -168,9 +176,8 @@ class StaticVerifier(Verifier):
 
     def start(self, net_input: Dict[str, Tensor], capacity: int) -> VerifierState:
         encoder_out = self.model.encoder.forward_torchscript(net_input)
-        lean = self.lean.current(self.decoder)
-        if lean is not self.lean:  # the recorded graphs read the old weights' copies
-            self.lean, self.pool = lean, StaticPool(self.decoder, self.pool.capture)
+        if self.refresh_lean():  # the recorded graphs read the old weights' copies
+            self.pool = StaticPool(self.decoder, self.pool.capture)
         rows = self.pool.load(encoder_out, capacity)
         return VerifierState(encoder_out, rows.cache(), static=rows)
 

@@ -29,11 +29,12 @@ class StateDrafterDecoder(TransformerDecoderBase):
             self.fuse.weight.copy_(torch.cat([torch.eye(dim), torch.eye(dim)], dim=1))
             self.fuse.bias.zero_()
 
-    def slot_inputs(self, states: Tensor, next_tokens: Tensor) -> Tensor:
+    def slot_inputs(self, states: Tensor, next_tokens: Tensor, fuse=None) -> Tensor:
         """Fuse verifier states (B x S x C) with the embeddings of the tokens that
-        followed them (B x S): B x S x C."""
+        followed them (B x S): B x S x C. ``fuse``: the fuse layer's map to use (decoding's
+        lean view of it; default the layer itself)."""
         embedded = self.embed_scale * self.embed_tokens(next_tokens)
-        return self.fuse(torch.cat([states.to(embedded.dtype), embedded], dim=-1))
+        return (fuse or self.fuse)(torch.cat([states.to(embedded.dtype), embedded], dim=-1))
 
     def run(self, x: Tensor, pad: Tensor, allowed: Optional[Tensor], encoder_out: Dict[str, List[Tensor]],
             incremental_state: Optional[Dict[str, Dict[str, Optional[Tensor]]]] = None) -> Tensor:
