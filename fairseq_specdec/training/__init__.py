@@ -1,0 +1,1 @@
+"""Training-side tools that run outside fairseq-train (data for drafter training)."""
