@@ -28,7 +28,7 @@ import fairseq_specdec  # noqa: F401
 from fairseq_specdec.decoding.drafters import OracleDrafter, source_key
 from fairseq_specdec.decoding.speculative_generator import LeanGreedyGenerator, SpeculativeGenerator
 from fairseq_specdec.decoding.speculative_sampling import (
-    SamplingRule, inverse_cdf, sample_block, sampling_distribution)
+    SamplingRule, inverse_cdf, sample_block, sampling_candidates, sampling_distribution)
 from fairseq_specdec.decoding.stats import DecodingStats
 
 from conftest import USER_DIR
@@ -307,3 +307,25 @@ def test_fairseq_generate_samples_with_a_drafter_and_a_seed(demo_data, tiny_veri
     hypotheses = [sorted(line for line in proc.stdout.splitlines() if line.startswith("H-")) for proc in runs]
     sources = [line for line in runs[0].stdout.splitlines() if line.startswith("S-")]
     assert len(hypotheses[0]) == len(sources) > 50 and hypotheses[0] == hypotheses[1]
+
+
+@pytest.mark.parametrize("topk", [1, 3, 7])
+def test_topk_candidates_pick_the_vocabulary_wide_sample(topk):
+    """Top-k alone samples over the k kept tokens (``sampling_candidates``): the same
+    token, draw for draw, as the inverse CDF over the whole truncated distribution, drafts
+    and banned (-inf) tokens included."""
+    torch.manual_seed(topk)
+    lprobs = torch.randn(6, 4, 20).mul(2).log_softmax(-1)
+    lprobs[0, :, :18] = -math.inf  # fewer finite tokens than k in some rows
+    lprobs[1, 1, 5] = -math.inf
+    drafts = lprobs[:, :3].argmax(-1)
+    drafts[2] = torch.tensor([0, 1, 2])  # drafts outside the top k too
+    rule = SamplingRule(topk=topk)
+    probs, ids = sampling_candidates(lprobs, rule)
+    assert probs.shape == (6, 4, topk) and bool((ids[..., 1:] > ids[..., :-1]).all())
+    for _ in range(200):
+        uniforms = torch.rand(6, 4)
+        wide = sample_block(sampling_distribution(lprobs, topk), drafts, uniforms)
+        narrow = sample_block(probs, drafts, uniforms, ids)
+        assert torch.equal(wide.num_accepted, narrow.num_accepted)
+        assert torch.equal(wide.next_token, narrow.next_token)

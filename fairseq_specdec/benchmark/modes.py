@@ -15,10 +15,11 @@ as many as pay, none included), as ``fairseq-generate`` does by default;
 ``specdec_fixed`` drafts exactly k every iteration (``--fixed-block``, the paper's rule).
 Each timed pass starts the policy afresh: what one ``fairseq-generate`` run learns.
 
-Two sampling modes (not in the default set): ``sample_topk`` is fairseq's ``--sampling
---sampling-topk 10`` (how back-translation data is made), ``specdec_sample_topk`` the same
-distribution through speculative sampling with the trained drafter (adaptive drafting); each
-pass reseeds torch's RNG, and their outputs are not compared with greedy's.
+Three sampling modes (not in the default set): ``sample_topk`` is fairseq's ``--sampling
+--sampling-topk 10`` (how back-translation data is made), ``sample_topk_lean`` the same
+through the lean verifier (``--lean-greedy --sampling``: no drafts), ``specdec_sample_topk`` the
+same distribution through speculative sampling with the trained drafter (adaptive drafting);
+each pass reseeds torch's RNG, and their outputs are not compared with greedy's.
 
 Two lossless modes draft without (only) the trained drafter (``ngram_drafter``):
 ``specdec_ngram`` with the model-free n-gram drafter alone, ``specdec_combined`` with the
@@ -45,14 +46,16 @@ ORACLE_MODES = ("specdec_oracle", "specdec_oracle_free")
 NGRAM_MODES = ("specdec_ngram", "specdec_combined")  # lossless, with the n-gram drafter
 SPECDEC_MODES = DRAFTED_MODES + NGRAM_MODES + ORACLE_MODES
 CT2_MODES = ("ct2_greedy", "ct2_beam5", "ct2_greedy_int8", "ct2_greedy_int8_float32")  # timed in their own process
-SAMPLING_MODES = ("sample_topk", "specdec_sample_topk")  # fairseq's --sampling --sampling-topk 10, and SpecDec's
+# fairseq's --sampling --sampling-topk 10, the lean verifier's, and SpecDec's
+SAMPLING_MODES = ("sample_topk", "sample_topk_lean", "specdec_sample_topk")
+LEAN_MODES = ("greedy_lean", "sample_topk_lean")  # the lean verifier without drafts
 SAMPLE_TOPK, SAMPLE_SEED = 10, 1  # the back-translation recipe's top-k; each pass reseeds torch's RNG
-MODES = ("greedy", "greedy_lean", "beam5", "sample_topk", *SPECDEC_MODES, *CT2_MODES)
+MODES = ("greedy", "greedy_lean", "beam5", "sample_topk", "sample_topk_lean", *SPECDEC_MODES, *CT2_MODES)
 DEFAULT_MODES = tuple(m for m in MODES if m not in ORACLE_MODES + NGRAM_MODES + SAMPLING_MODES)
 FIXED_BLOCK_MODES = ORACLE_MODES + ("specdec_fixed",)  # exactly k drafts per iteration
 NEEDS_DRAFTER = DRAFTED_MODES + ("specdec_combined", "specdec_oracle")
-BEAMS = {"greedy": 1, "greedy_lean": 1, "beam5": 5, "sample_topk": 1, "ct2_greedy": 1, "ct2_beam5": 5, "ct2_greedy_int8": 1,
-         "ct2_greedy_int8_float32": 1}
+BEAMS = {"greedy": 1, "greedy_lean": 1, "beam5": 5, "sample_topk": 1, "sample_topk_lean": 1, "ct2_greedy": 1,
+         "ct2_beam5": 5, "ct2_greedy_int8": 1, "ct2_greedy_int8_float32": 1}
 
 KnownOutputs = Dict[Tuple[int, ...], List[int]]  # unpadded source tokens -> greedy's tokens
 
@@ -156,8 +159,8 @@ def make_decoder(mode: str, args, model, drafter, tgt_dict, stats: Optional[Deco
         return peer.CT2Decoder(ct2, mode, BEAMS[mode], search, model.max_decoder_positions())
     graphs = GraphOptions() if args.cuda_graphs else None  # the plugin's modes only
     sampling = SamplingRule(topk=SAMPLE_TOPK) if mode in SAMPLING_MODES else None
-    decoding = Decoding(beam=BEAMS.get(mode, 1), lean_greedy=mode == "greedy_lean",
-                        graphs=graphs if mode == "greedy_lean" else None, sampling=sampling)
+    decoding = Decoding(beam=BEAMS.get(mode, 1), lean_greedy=mode in LEAN_MODES,
+                        graphs=graphs if mode in LEAN_MODES else None, sampling=sampling)
     if mode in SPECDEC_MODES:
         proposer = _proposer(mode, model, drafter, tgt_dict, ngram_index, graphs, shortlist)
         if mode in ORACLE_MODES:

@@ -21,7 +21,7 @@ from fairseq_specdec.decoding.drafters import NoDrafter
 from fairseq_specdec.decoding.generator_base import BlockwiseGenerator, read_finished, unfinished_rows
 from fairseq_specdec.decoding.output_rules import OutputRules
 from fairseq_specdec.decoding.speculative_sampling import (
-    SamplingRule, block_uniforms, draw_uniforms, sample_block, sampling_distribution)
+    SamplingRule, block_uniforms, draw_uniforms, sample_block, sampling_candidates)
 from fairseq_specdec.decoding.static_rows import GraphOptions
 from fairseq_specdec.decoding.stats import BatchTally, DecodingStats
 from fairseq_specdec.decoding.verifier import StaticVerifier, Verifier
@@ -144,8 +144,8 @@ class SpeculativeGenerator(BlockwiseGenerator):
         (the scores committed stay the constrained log-probs, as fairseq reports them)."""
         if self.sampling is None:
             return accept_drafts(lprobs, drafts, self.beta, self.tau)
-        probs = sampling_distribution(lprobs, self.sampling.topk, self.sampling.topp)
-        return sample_block(probs, drafts, block_uniforms(uniforms, active, steps))
+        probs, ids = sampling_candidates(lprobs, self.sampling)
+        return sample_block(probs, drafts, block_uniforms(uniforms, active, steps), ids)
 
     def _draft(self, drafting, pending: "Unobserved", committed: CommittedTokens, active: Tensor,
                longest: int, net_input, encoder_out) -> Tuple[Any, Tensor, Optional[Tensor]]:
