@@ -21,7 +21,8 @@ import fairseq_specdec  # noqa: F401  (registers the plugin's task and models)
 from fairseq_specdec.benchmark.cli import DEFAULT_MAX_LEN_A, DEFAULT_MAX_LEN_B
 from fairseq_specdec.benchmark.test_task import load_test_task
 from fairseq_specdec.decoding.drafter_loading import load_drafter, place_like
-from fairseq_specdec.decoding.drafters import OracleDrafter, make_proposer, source_key
+from fairseq_specdec.decoding.drafter_kinds import make_proposer
+from fairseq_specdec.decoding.drafters import OracleDrafter, source_key
 from fairseq_specdec.decoding.generators import Decoding, build_generator
 from fairseq_specdec.decoding.precision_rule import TOLERANCE, compare, decode_all
 

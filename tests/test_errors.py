@@ -381,8 +381,7 @@ def test_drafter_as_path_with_another_drafter_is_refused(demo_data, tiny_drafter
             build_generator(demo_data, tiny_drafter, extra)
 
 
-@pytest.mark.parametrize("fixture,kind", [("chain_drafter", "SpecChainDrafterModel"),
-                                          ("feature_drafter", "SpecFeatureDrafterModel")])
+@pytest.mark.parametrize("fixture,kind", [("chain_drafter", "chain drafter"), ("feature_drafter", "feature drafter")])
 def test_state_drafter_as_path_is_refused_by_its_kind(request, demo_data, fixture, kind):
     with pytest.raises(ValueError, match=f"a {kind} .* cannot decode alone: pass the verifier as --path"):
         build_generator(demo_data, request.getfixturevalue(fixture))

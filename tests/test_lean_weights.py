@@ -81,7 +81,7 @@ def test_chain_drafter_reads_the_verifiers_projection_copy_when_equal(demo_data,
     projection values: its lean view reads the verifier's transposed copy (one stream per step);
     a drafter whose projection differs keeps its own."""
     from fairseq_specdec.decoding.drafter_loading import load_drafter, place_like
-    from fairseq_specdec.decoding.drafters import make_proposer
+    from fairseq_specdec.decoding.drafter_kinds import make_proposer
     from test_verifier_cache import load_trained
     verifier, task = load_trained(demo_data, tiny_verifier)
     drafter = place_like(load_drafter(str(chain_drafter), task, verifier), verifier)

@@ -38,8 +38,7 @@ from fairseq_specdec.benchmark.modes import (
 from fairseq_specdec.decoding.block_size import check_drafter_block_size, ngram_block_size
 from fairseq_specdec.decoding.draft_vocab import load_shortlist
 from fairseq_specdec.decoding.drafter_loading import load_drafter, place_like
-from fairseq_specdec.decoding.drafters import require_chain_drafter
-from fairseq_specdec.models.specdec_drafter import SpecDrafterModel
+from fairseq_specdec.decoding.drafter_kinds import kind_of, require_draft_vocab
 from fairseq_specdec.decoding.stats import DecodingStats
 
 logger = logging.getLogger("fairseq_specdec.benchmark")
@@ -73,7 +72,7 @@ def load_setup(args, src: str, tgt: str):
         models, _ = checkpoint_utils.load_model_ensemble([args.verifier], task=task)
     except Exception as err:
         raise BenchmarkError(f"--verifier {args.verifier!r}: cannot load ({err})") from err
-    if isinstance(models[0], SpecDrafterModel):
+    if kind_of(models[0]) is not None:
         raise BenchmarkError(f"--verifier {args.verifier!r} holds a Spec-Drafter; give the verifier (a transformer)")
     device = torch.device(args.device)
     model = models[0].to(device)
@@ -95,7 +94,7 @@ def load_setup(args, src: str, tgt: str):
         ngram_index = load_ngram_index(args, task, src, tgt)
         shortlist = None
         if args.draft_vocab:
-            require_chain_drafter(drafter)  # loaded only for the modes that draft with it
+            require_draft_vocab(drafter)  # loaded only for the modes that draft with it
             shortlist = load_shortlist(args.data, src, tgt, task.target_dictionary, args.draft_vocab)
     except ValueError as err:
         raise BenchmarkError(str(err)) from err

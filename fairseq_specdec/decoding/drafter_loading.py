@@ -8,7 +8,7 @@ import os
 from fairseq import checkpoint_utils
 from fairseq.data import Dictionary, data_utils
 
-from fairseq_specdec.models.feature_drafter import StateDrafterModel
+from fairseq_specdec.decoding.drafter_kinds import kind_of
 from fairseq_specdec.models.specdec_drafter import SpecDrafterModel
 from fairseq_specdec.verifier_record import VerifierRecord, checkpoint_arch, dictionary_checksum, model_arch
 
@@ -88,7 +88,7 @@ def check_verifier(drafter, record, verifier, task, path: str) -> None:
     trained = (f"verifier {record.source} (fingerprint {record.fingerprint})" if record is not None
                else "a verifier it does not record")
     drafter_dim = drafter.decoder.embed_tokens.embedding_dim
-    if isinstance(drafter, StateDrafterModel) and current.decoder_embed_dim != drafter_dim:
+    if kind_of(drafter).reads_verifier_states and current.decoder_embed_dim != drafter_dim:
         raise DrafterCheckpointError(
             f"--drafter-path {path} reads the verifier's {drafter_dim}-wide decoder states (it was trained next "
             f"to {trained}), but the verifier given with --path has {current.decoder_embed_dim}-wide ones "

@@ -10,7 +10,6 @@ from typing import Any, Dict, List, Optional, Protocol, Tuple
 import torch
 from torch import Tensor
 
-from fairseq_specdec.decoding.verifier import check_verifier
 
 
 class Drafter(Protocol):
@@ -206,36 +205,3 @@ class OracleDrafter:
         done = (prefix.ne(self.pad).sum(1) - 1).tolist()  # committed tokens after the BOS
         rows = [(t[d : d + block_size] + [self.eos] * block_size)[:block_size] for t, d in zip(targets, done)]
         return torch.tensor(rows, dtype=torch.long, device=prefix.device)
-
-
-def make_proposer(drafter_model, tgt_dict, verifier, graphs=None, shortlist: Optional[Tensor] = None):
-    """The drafting side for a trained drafter checkpoint's model, next to ``verifier``;
-    with ``graphs`` (``static_rows.GraphOptions``) the chain drafter runs over static
-    buffers and CUDA graphs (the other drafters' shapes change every iteration); with
-    ``shortlist`` (``draft_vocab``) the chain drafter drafts among those tokens only."""
-    from fairseq_specdec.decoding.chain_drafting import ChainDrafter, StaticChainDrafter
-    from fairseq_specdec.decoding.feature_drafting import FeatureDrafter
-    from fairseq_specdec.models.chain_drafter import SpecChainDrafterModel
-    from fairseq_specdec.models.feature_drafter import SpecFeatureDrafterModel
-
-    if verifier is not None:
-        check_verifier(verifier)  # before a drafter reads the verifier's encoder or decoder
-    if shortlist is not None:
-        require_chain_drafter(drafter_model)
-    if isinstance(drafter_model, SpecChainDrafterModel):
-        if graphs is not None:
-            return StaticChainDrafter(drafter_model, tgt_dict, verifier=verifier, shortlist=shortlist, options=graphs)
-        return ChainDrafter(drafter_model, tgt_dict, verifier=verifier, shortlist=shortlist)
-    if isinstance(drafter_model, SpecFeatureDrafterModel):
-        return FeatureDrafter(drafter_model, tgt_dict, verifier=verifier)
-    return NARDrafter(drafter_model, tgt_dict, verifier=verifier)
-
-
-def require_chain_drafter(drafter_model) -> None:
-    """--draft-vocab shortlists the chain drafter's tokens: refuse any other drafter (or none)."""
-    from fairseq_specdec.models.chain_drafter import SpecChainDrafterModel
-
-    if not isinstance(drafter_model, SpecChainDrafterModel):
-        what = "no drafter is given" if drafter_model is None else f"this drafter is a {type(drafter_model).__name__}"
-        raise ValueError(f"--draft-vocab drafts the chain drafter's tokens (specdec_drafter_chain*); {what}: "
-                         f"give a chain drafter or drop --draft-vocab")

@@ -15,14 +15,13 @@ from fairseq.sequence_generator import SequenceGenerator
 from torch import Tensor
 
 from fairseq_specdec.decoding.drafter_generator import DrafterGenerator
-from fairseq_specdec.decoding.drafters import make_proposer, require_chain_drafter
+from fairseq_specdec.decoding.drafter_kinds import kind_of, make_proposer, require_draft_vocab
 from fairseq_specdec.decoding.ngram_drafter import with_ngram_drafter
 from fairseq_specdec.decoding.ngram_index import NGramIndex
 from fairseq_specdec.decoding.speculative_generator import LeanGreedyGenerator, SpeculativeGenerator
 from fairseq_specdec.decoding.speculative_sampling import SamplingRule
 from fairseq_specdec.decoding.static_rows import GraphOptions
 from fairseq_specdec.decoding.stats import DecodingStats
-from fairseq_specdec.models.specdec_drafter import SpecDrafterModel
 
 
 @dataclass
@@ -44,7 +43,7 @@ def build_generator(models, tgt_dict, decoding: Decoding, search: Dict[str, Any]
                     stats: Optional[DecodingStats] = None):
     """The generator for ``models`` (a verifier, or a Spec-Drafter for drafter-only
     decoding); ``search`` holds ``SequenceGenerator``'s length and score options."""
-    if isinstance(models[0], SpecDrafterModel):
+    if kind_of(models[0]) is not None:  # drafter-only decoding
         if decoding.sampling is not None:
             raise ValueError("--sampling is not supported with drafter-only decoding; sample with the verifier as "
                              "--path (and the drafter as --drafter-path)")
@@ -80,7 +79,7 @@ def build_proposer(drafter_model, verifier, tgt_dict, ngram_index: Optional[NGra
     """The drafting side: the trained drafter's proposer (``drafter_model`` may be None),
     the n-gram drafter over ``ngram_index``, or both combined."""
     if shortlist is not None and drafter_model is None:
-        require_chain_drafter(drafter_model)
+        require_draft_vocab(drafter_model)
     trained = (make_proposer(drafter_model, tgt_dict, verifier, graphs, shortlist)
                if drafter_model is not None else None)
     if ngram_index is None:

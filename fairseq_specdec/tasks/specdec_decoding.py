@@ -19,6 +19,7 @@ from fairseq_specdec.decoding.block_size import (
     DEFAULT_BLOCK_SIZE, check_block_size, check_drafter_block_size, decoding_block_size, ngram_block_size,
     trained_block_size)
 from fairseq_specdec.decoding.draft_vocab import load_shortlist
+from fairseq_specdec.decoding.drafter_kinds import kind_of
 from fairseq_specdec.decoding.drafter_loading import load_drafter, place_like
 from fairseq_specdec.decoding.generators import (
     Decoding, build_generator, build_proposer, check_generation_options, refuse_graphs_for_stock_search,
@@ -27,8 +28,6 @@ from fairseq_specdec.decoding.ngram_data import build_index
 from fairseq_specdec.decoding.speculative_sampling import sampling_rule
 from fairseq_specdec.decoding.static_rows import GraphOptions
 from fairseq_specdec.decoding.stats import DecodingStats
-from fairseq_specdec.models.feature_drafter import StateDrafterModel
-from fairseq_specdec.models.specdec_drafter import SpecDrafterModel
 
 logger = logging.getLogger(__name__)
 
@@ -124,7 +123,7 @@ class SpecDecDecoding:
 
     def build_model(self, cfg, from_checkpoint=False):
         model = super().build_model(cfg, from_checkpoint)
-        if from_checkpoint and isinstance(model, SpecDrafterModel):
+        if from_checkpoint and kind_of(model) is not None:
             # a drafter to decode with (--drafter-path, or drafter-only as --path): its k
             self.block_size = decoding_block_size(self.cfg.block_size, trained_block_size(cfg))
         return model
@@ -138,11 +137,11 @@ class SpecDecDecoding:
         """The generator the options ask for; ``stock()`` builds the task's own when they ask
         for none (no drafter, no --lean-greedy). ``extra_gen_cls_kwargs``: the task's
         ``SequenceGenerator`` options (``symbols_to_strip_from_output``) for every generator."""
-        if isinstance(models[0], StateDrafterModel):
-            raise ValueError(f"a {type(models[0]).__name__} (--arch {models[0].args.arch}) drafts from its verifier's "
-                             "states and cannot decode alone: pass the verifier as --path and this checkpoint as "
-                             "--drafter-path")
-        drafter_only = isinstance(models[0], SpecDrafterModel)
+        kind = kind_of(models[0])
+        if kind is not None and kind.reads_verifier_states:
+            raise ValueError(f"a {kind.name} (--arch {models[0].args.arch}) drafts from its verifier's states and "
+                             "cannot decode alone: pass the verifier as --path and this checkpoint as --drafter-path")
+        drafter_only = kind is not None
         speculative = self.decodes_speculatively
         if drafter_only and speculative:
             given = "--drafter-path" if self.cfg.drafter_path is not None else "--ngram-drafter"

@@ -10,8 +10,7 @@ from omegaconf import II
 
 from fairseq_specdec.blocks import make_block_batch, sample_cut_points
 from fairseq_specdec.feature_blocks import pick_cuts
-from fairseq_specdec.models.feature_drafter import SpecFeatureDrafterModel, StateDrafterModel
-from fairseq_specdec.models.specdec_drafter import SpecDrafterModel
+from fairseq_specdec.decoding.drafter_kinds import check_criterion, kind_of
 from fairseq_specdec.tasks.specdec_decoding import SpecDecDecoding, SpecDecDecodingConfig
 from fairseq_specdec.verifier_features import TeacherVerifier
 from fairseq_specdec.verifier_record import RECORD_KEY, VerifierRecord
@@ -59,7 +58,7 @@ class SpecDecTranslationTask(SpecDecDecoding, TranslationTask):
     # ------------------------------------------------------------------ training
     def build_model(self, cfg, from_checkpoint=False):
         model = super().build_model(cfg, from_checkpoint)
-        if not isinstance(model, SpecDrafterModel):
+        if kind_of(model) is None:
             return model
         if self.cfg.drafter_path is None:  # the drafter is the model trained, or decoded with alone
             self.reads_prefix_and_queries = True
@@ -79,7 +78,7 @@ class SpecDecTranslationTask(SpecDecDecoding, TranslationTask):
         """Turn a translation batch into a drafter batch: prefixes + k-token block targets
         (for a feature drafter: the whole target and the verifier's states over it)."""
         model = unwrap(model)
-        if isinstance(model, StateDrafterModel):
+        if kind_of(model).reads_verifier_states:
             return self.feature_sample(sample, model, generator)
         target = sample["target"]
         cut = sample_cut_points(target.ne(self.tgt_dict.pad()).sum(1), generator)
@@ -100,6 +99,7 @@ class SpecDecTranslationTask(SpecDecDecoding, TranslationTask):
     def train_step(self, sample, model, criterion, optimizer, update_num, ignore_grad=False):
         if hasattr(criterion, "set_num_updates"):
             criterion.set_num_updates(update_num)
+        check_criterion(unwrap(model), criterion)
         generator = torch.Generator().manual_seed(self.cfg.seed * 1_000_003 + update_num)
         return super().train_step(self.block_sample(sample, generator, model), model, criterion, optimizer,
                                   update_num, ignore_grad)
@@ -125,7 +125,7 @@ class SpecDecTranslationTask(SpecDecDecoding, TranslationTask):
             "target": sample["target"],
             "encoder_out": encoder_out,
         }
-        if isinstance(model, SpecFeatureDrafterModel):
+        if kind_of(model).drafts_at_cuts:
             drafter_input["block_size"] = self.block_size
             drafter_input["cuts"] = pick_cuts(sample["target"].size(1), self.cfg.cuts_per_target,
                                               generator).to(states.device)
