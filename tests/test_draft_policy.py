@@ -8,7 +8,7 @@ import torch
 
 import fairseq_specdec  # noqa: F401
 from fairseq_specdec.decoding.draft_policy import (
-    BINS, FIRST_PROBE, PRIOR_WEIGHT, REFRESH, Calibration, Costs, DraftPolicy, Line, bucket,
+    BINS, FIRST_DRAFTS, FIRST_PROBE, PRIOR_WEIGHT, REFRESH, Calibration, Costs, DraftPolicy, Line, bucket,
     worth_another_step, worth_drafting)
 from fairseq_specdec.decoding.speculative_generator import ChainStop, SpeculativeGenerator, Unobserved
 from fairseq_specdec.decoding.stats import DecodingStats
@@ -55,7 +55,9 @@ def test_one_more_step_pays_when_its_expected_tokens_outgrow_its_cost():
     # 2 drafts: 16 ms for 2.5 tokens (0.156 per ms); a third: 18 ms
     assert worth_another_step(2.5, 0.40, 2, costs)  # 2.9 / 18 = 0.161
     assert not worth_another_step(2.5, 0.25, 2, costs)  # 2.75 / 18 = 0.153
-    assert worth_another_step(1.0, 0.0, 1, Costs())  # nothing measured: the whole block
+    # nothing measured: a short chain of FIRST_DRAFTS, whatever the expected gain
+    assert worth_another_step(1.0, 0.0, FIRST_DRAFTS - 1, Costs())
+    assert not worth_another_step(9.0, 1.0, FIRST_DRAFTS, Costs())
 
 
 # ---------------------------------------------------------------- calibration

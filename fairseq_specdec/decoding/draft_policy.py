@@ -41,6 +41,7 @@ DECAY = 0.9  # weight of the past in the running means (about the last 10 iterat
 FIRST_PROBE, LAST_PROBE = 4, 64  # greedy iterations before drafting is tried again (doubling)
 REFRESH = 32  # drafting iterations between greedy steps that keep the greedy cost measured
 PROBE_SHARE = 0.05  # a probe costs at most this share of the greedy time since the last one
+FIRST_DRAFTS = 2  # drafts per iteration before drafting's cost is measured in a batch-size bucket
 
 
 def bucket(batch_size: int) -> int:
@@ -139,8 +140,8 @@ def worth_another_step(expected: float, gain: float, drafts: int, costs: Costs) 
     own token included), whether one more draft adding ``gain`` expected tokens raises the
     iteration's tokens per second."""
     step = costs.step()
-    if step is None:
-        return True  # nothing measured: draft the whole block
+    if step is None:  # nothing measured: a short chain, so that learning what drafting costs is cheap
+        return drafts < FIRST_DRAFTS
     now = max(costs.drafting_time(drafts), 1e-9)
     return (expected + gain) * now > expected * (now + step)
 
