@@ -22,7 +22,7 @@ from fairseq_specdec.benchmark.cli import DEFAULT_MAX_LEN_A, DEFAULT_MAX_LEN_B
 from fairseq_specdec.benchmark.test_task import load_test_task
 from fairseq_specdec.decoding.drafter_loading import load_drafter, place_like
 from fairseq_specdec.decoding.drafter_kinds import make_proposer
-from fairseq_specdec.decoding.drafters import OracleDrafter, source_key
+from fairseq_specdec.benchmark.oracle import OracleDrafter, source_key
 from fairseq_specdec.decoding.generators import Decoding, build_generator
 from fairseq_specdec.decoding.precision_rule import TOLERANCE, compare, decode_all
 

@@ -3,7 +3,7 @@ lossless test: SpecDec's output equals greedy's with a drafter that is always ri
 (``fairseq_specdec.decoding.drafters.OracleDrafter``) and with one that is always wrong."""
 import torch
 
-from fairseq_specdec.decoding.drafters import OracleDrafter
+from fairseq_specdec.benchmark.oracle import OracleDrafter
 
 
 class WrongDrafter(OracleDrafter):

@@ -10,7 +10,7 @@ REPO = Path(__file__).resolve().parents[1]
 if str(REPO) not in sys.path:
     sys.path.insert(0, str(REPO))
 
-from fairseq_specdec.blocks import make_block_batch, sample_cut_points  # noqa: E402
+from fairseq_specdec.training.blocks import make_block_batch, sample_cut_points  # noqa: E402
 from fairseq_specdec.criterions.glancing_loss import choose_glance_positions, glance_count  # noqa: E402
 from fairseq_specdec.decoding.committed import left_pad  # noqa: E402
 

@@ -9,7 +9,8 @@ from fairseq.data import Dictionary
 from fairseq.models.transformer import TransformerConfig, TransformerEncoderBase
 from torch.nn import Embedding
 
-from fairseq_specdec.decoding.drafters import OracleDrafter, same_encoder
+from fairseq_specdec.benchmark.oracle import OracleDrafter
+from fairseq_specdec.decoding.drafters import same_encoder
 
 PAD, EOS = 1, 2
 

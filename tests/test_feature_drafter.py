@@ -11,7 +11,7 @@ from fairseq_specdec.decoding.speculative_generator import SpeculativeGenerator
 from fairseq_specdec.decoding import static_rows
 from fairseq_specdec.decoding.static_rows import GraphOptions
 from fairseq_specdec.decoding.stats import DecodingStats
-from fairseq_specdec.verifier_features import TeacherVerifier
+from fairseq_specdec.training.teacher import TeacherVerifier
 
 from test_speculative_lossless import assert_same_tokens, batches, decode, greedy, lossless_batches, setup
 

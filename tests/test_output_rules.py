@@ -10,7 +10,7 @@ import torch
 from fairseq.sequence_generator import SequenceGenerator
 
 import fairseq_specdec  # noqa: F401
-from fairseq_specdec.decoding.drafters import OracleDrafter, source_key
+from fairseq_specdec.benchmark.oracle import OracleDrafter, source_key
 from fairseq_specdec.decoding.output_rules import BlockRules, banned_ngram_tokens, forced_tokens
 from fairseq_specdec.decoding.speculative_generator import LeanGreedyGenerator, SpeculativeGenerator
 from fairseq_specdec.decoding.static_rows import GraphOptions

@@ -25,7 +25,7 @@ from fairseq.search import Sampling
 from fairseq.sequence_generator import SequenceGenerator
 
 import fairseq_specdec  # noqa: F401
-from fairseq_specdec.decoding.drafters import OracleDrafter, source_key
+from fairseq_specdec.benchmark.oracle import OracleDrafter, source_key
 from fairseq_specdec.decoding.speculative_generator import LeanGreedyGenerator, SpeculativeGenerator
 from fairseq_specdec.decoding.speculative_sampling import (
     SamplingRule, inverse_cdf, sample_block, sampling_candidates, sampling_distribution)

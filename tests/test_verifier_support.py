@@ -23,7 +23,7 @@ from fairseq.sequence_generator import SequenceGenerator
 
 import fairseq_specdec  # noqa: F401  (registers the plugin's models)
 from fairseq_specdec.decoding.drafter_kinds import make_proposer
-from fairseq_specdec.decoding.drafters import OracleDrafter, source_key
+from fairseq_specdec.benchmark.oracle import OracleDrafter, source_key
 from fairseq_specdec.decoding.generators import Decoding, build_generator
 from fairseq_specdec.decoding.static_rows import GraphOptions
 from fairseq_specdec.decoding.stats import DecodingStats

@@ -8,11 +8,11 @@ from fairseq.tasks import register_task
 from fairseq.tasks.translation import TranslationConfig, TranslationTask
 from omegaconf import II
 
-from fairseq_specdec.blocks import make_block_batch, sample_cut_points
+from fairseq_specdec.training.blocks import make_block_batch, sample_cut_points
 from fairseq_specdec.feature_blocks import pick_cuts
 from fairseq_specdec.decoding.drafter_kinds import check_criterion, kind_of
 from fairseq_specdec.tasks.specdec_decoding import SpecDecDecoding, SpecDecDecodingConfig
-from fairseq_specdec.verifier_features import TeacherVerifier
+from fairseq_specdec.training.teacher import TeacherVerifier
 from fairseq_specdec.verifier_record import RECORD_KEY, VerifierRecord
 
 logger = logging.getLogger(__name__)
