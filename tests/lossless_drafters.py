@@ -1,6 +1,6 @@
 """Scripted drafters over a known reference output (fairseq's greedy), for the house's key
 lossless test: SpecDec's output equals greedy's with a drafter that is always right
-(``fairseq_specdec.decoding.drafters.OracleDrafter``) and with one that is always wrong."""
+(``fairseq_specdec.benchmark.oracle.OracleDrafter``) and with one that is always wrong."""
 import torch
 
 from fairseq_specdec.benchmark.oracle import OracleDrafter

@@ -96,6 +96,11 @@ def test_a_layout_a_bilingual_directory_cannot_hold_is_refused():
                                         "--lang-tok-replacing-bos-eos"])
     with pytest.raises(ValueError, match="--lang-tok-replacing-bos-eos"):
         check_layout(args)
+    args = options.parse_args_and_arch(options.get_generation_parser(default_task="translation_multi_simple_epoch"),
+                                       ["data", "--task", "translation_multi_simple_epoch", *LANGS,
+                                        "--sampling-method", "temperature"])
+    with pytest.raises(ValueError, match="would resample the pairs"):
+        check_layout(args)
     eos, pad = 2, 1
     target = torch.tensor([[9, 5, 6, eos]])
     good = {"net_input": {"prev_output_tokens": torch.tensor([[eos, 9, 5, 6]])}, "target": target}

@@ -312,8 +312,9 @@ def test_fairseq_generate_samples_with_a_drafter_and_a_seed(demo_data, tiny_veri
 @pytest.mark.parametrize("topk", [1, 3, 7])
 def test_topk_candidates_pick_the_vocabulary_wide_sample(topk):
     """Top-k alone samples over the k kept tokens (``sampling_candidates``): the same
-    token, draw for draw, as the inverse CDF over the whole truncated distribution, drafts
-    and banned (-inf) tokens included."""
+    token as the inverse CDF over the whole truncated distribution for random uniforms (away
+    from the float rounding at a CDF boundary), drafts and banned (-inf) tokens included; with
+    top-p, or k >= V, the whole vocabulary."""
     torch.manual_seed(topk)
     lprobs = torch.randn(6, 4, 20).mul(2).log_softmax(-1)
     lprobs[0, :, :18] = -math.inf  # fewer finite tokens than k in some rows
@@ -323,6 +324,8 @@ def test_topk_candidates_pick_the_vocabulary_wide_sample(topk):
     rule = SamplingRule(topk=topk)
     probs, ids = sampling_candidates(lprobs, rule)
     assert probs.shape == (6, 4, topk) and bool((ids[..., 1:] > ids[..., :-1]).all())
+    assert sampling_candidates(lprobs, SamplingRule(topk=topk, topp=0.5))[1] is None
+    assert sampling_candidates(lprobs, SamplingRule(topk=20))[1] is None
     for _ in range(200):
         uniforms = torch.rand(6, 4)
         wide = sample_block(sampling_distribution(lprobs, topk), drafts, uniforms)

@@ -13,7 +13,9 @@ which token is committed):
   within 5% of the greedy time.
 * **inside the chain** (drafters that draft step by step): after each step, one more draft
   is worth its cost when the tokens it is expected to add, per the calibrated acceptance
-  of the drafts so far, raise the expected tokens per second of the iteration.
+  of the drafts so far, raise the expected tokens per second of the iteration. Before a
+  batch-size bucket has measured a drafting iteration, a chain stops after ``FIRST_DRAFTS``
+  drafts: learning what drafting costs stays cheap where it turns out not to pay.
 
 The cost model per batch-size bucket (powers of two): a greedy iteration costs ``g`` (a
 running mean of measured wall times; a greedy step is taken now and then while drafting

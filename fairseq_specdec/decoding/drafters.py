@@ -11,7 +11,6 @@ import torch
 from torch import Tensor
 
 
-
 class Drafter(Protocol):
     """What the speculative generator calls, in this order per batch."""
 

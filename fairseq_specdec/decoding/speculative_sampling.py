@@ -70,9 +70,11 @@ def sampling_distribution(lprobs: Tensor, topk: int = -1, topp: float = -1.0) ->
 def sampling_candidates(lprobs: Tensor, rule: SamplingRule) -> Tuple[Tensor, Optional[Tensor]]:
     """What ``sample_block`` draws from: top-k alone (k < V): the B x n x k probabilities
     (unnormalized) of the k kept tokens and their ids, both in vocabulary order, so that
-    the k-wide inverse CDF picks the token the V-wide one over ``sampling_distribution``
-    picks, at a fraction of the work (fairseq's own sampling also works on the top k);
-    otherwise ``sampling_distribution``'s B x n x V probabilities and None."""
+    the k-wide inverse CDF draws from the same distribution as the V-wide one over
+    ``sampling_distribution``, and picks the same token except where a uniform falls within
+    float rounding of a CDF boundary (the wide path normalizes first), at a fraction of the
+    work (fairseq's own sampling also works on the top k); otherwise
+    ``sampling_distribution``'s B x n x V probabilities and None."""
     if rule.topk > 0 and rule.topp <= 0 and rule.topk < lprobs.size(-1):
         values, ids = lprobs.topk(rule.topk, dim=-1)  # B x n x k, by decreasing value
         ids, order = ids.sort(dim=-1)

@@ -29,9 +29,6 @@ from fairseq_specdec.decoding.speculative_sampling import sampling_rule
 from fairseq_specdec.decoding.static_rows import GraphOptions
 from fairseq_specdec.decoding.stats import DecodingStats
 
-logger = logging.getLogger(__name__)
-
-
 @dataclass
 class SpecDecDecodingConfig(FairseqDataclass):
     block_size: Optional[int] = field(

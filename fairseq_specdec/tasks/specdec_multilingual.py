@@ -12,10 +12,13 @@ strips it. A drafter for such a verifier is trained by the plugin's ``specdec_tr
 task on the multilingual data written out by ``fairseq_specdec.training.multilingual_pairs``
 (sources and targets with their language tokens, as this task feeds them).
 """
+from dataclasses import fields
+
 from fairseq.tasks import register_task
 from fairseq.tasks.translation_multi_simple_epoch import TranslationMultiSimpleEpochTask
 
-from fairseq_specdec.tasks.specdec_decoding import SpecDecDecoding, add_decoding_args
+from fairseq_specdec.decoding.drafter_kinds import kind_of
+from fairseq_specdec.tasks.specdec_decoding import SpecDecDecoding, SpecDecDecodingConfig, add_decoding_args
 
 
 @register_task("specdec_translation_multi_simple_epoch")
@@ -33,11 +36,20 @@ class SpecDecMultilingualTask(SpecDecDecoding, TranslationMultiSimpleEpochTask):
         # a legacy (argparse) task keeps its options as ``args`` and ``cfg = None``; the
         # plugin's decoding (and fairseq's own reads of ``cfg``) find them under ``cfg``
         self.cfg = args
+        for option in fields(SpecDecDecodingConfig):  # a verifier's stored args (the hub) lack them
+            if not hasattr(args, option.name):
+                setattr(args, option.name, option.default)
         self.init_decoding()
 
     def build_generator(self, models, args, seq_gen_cls=None, extra_gen_cls_kwargs=None,
                         prefix_allowed_tokens_fn=None):
+        if kind_of(models[0]) is not None:
+            raise ValueError(f"--path holds a drafter ({models[0].args.arch}): {self.__class__.__name__} verifies "
+                             "with a multilingual verifier; give it as --path and the drafter as --drafter-path")
+
         def stock():
+            if prefix_allowed_tokens_fn is not None:  # fairseq's multilingual task takes none
+                raise ValueError("prefix_allowed_tokens_fn is not supported by translation_multi_simple_epoch")
             return super(SpecDecMultilingualTask, self).build_generator(models, args, seq_gen_cls,
                                                                          extra_gen_cls_kwargs)
 

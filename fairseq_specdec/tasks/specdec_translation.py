@@ -1,6 +1,5 @@
 """The ``specdec_translation`` task: trains the Spec-Drafter on k-token blocks and
 builds the speculative (or drafter-only) generator for decoding."""
-import logging
 from dataclasses import dataclass, field
 
 import torch
@@ -14,9 +13,6 @@ from fairseq_specdec.decoding.drafter_kinds import check_criterion, kind_of
 from fairseq_specdec.tasks.specdec_decoding import SpecDecDecoding, SpecDecDecodingConfig
 from fairseq_specdec.training.teacher import TeacherVerifier
 from fairseq_specdec.verifier_record import RECORD_KEY, VerifierRecord
-
-logger = logging.getLogger(__name__)
-
 
 @dataclass
 class SpecDecTranslationConfig(TranslationConfig, SpecDecDecodingConfig):
@@ -78,7 +74,11 @@ class SpecDecTranslationTask(SpecDecDecoding, TranslationTask):
         """Turn a translation batch into a drafter batch: prefixes + k-token block targets
         (for a feature drafter: the whole target and the verifier's states over it)."""
         model = unwrap(model)
-        if kind_of(model).reads_verifier_states:
+        kind = kind_of(model)
+        if kind is None:
+            raise ValueError(f"specdec_translation trains drafters (--arch specdec_drafter_*), not a "
+                             f"{type(model).__name__}: train a verifier with --task translation")
+        if kind.reads_verifier_states:
             return self.feature_sample(sample, model, generator)
         target = sample["target"]
         cut = sample_cut_points(target.ne(self.tgt_dict.pad()).sum(1), generator)

@@ -14,7 +14,8 @@ copies their rows), so the drafter trains on exactly what the verifier reads: th
 plugin's ``specdec_translation`` task feeds the decoder ``eos``, the target-language
 token, then the target, which is what ``specdec_translation_multi_simple_epoch`` decodes
 after its forced language-token prefix. Any flag of the multilingual task after the
-plugin's own is passed to it (those the verifier was trained with). Distil first as for a
+plugin's own is passed to it (those that shape the verifier's input: the language pairs and
+language tokens; sampling flags, which would resample the pairs, are refused). Distil first as for a
 bilingual verifier (fairseq-generate per pair, binarized with the verifier's dictionary)
 and point DATA at the distilled data.
 """
@@ -57,6 +58,15 @@ def check_layout(task_args) -> None:
                          "pairs written are those of --lang-pairs")
     if not task_args.lang_pairs:
         raise ValueError("--lang-pairs is required: the pairs to write, as the verifier was trained with them")
+    resampled = [flag for flag, on in (("--sampling-method " + str(task_args.sampling_method),
+                                        task_args.sampling_method != "concat"),
+                                       ("--sampling-weights", bool(task_args.sampling_weights)),
+                                       ("--sampling-weights-from-file", bool(task_args.sampling_weights_from_file)),
+                                       ("--virtual-epoch-size", task_args.virtual_epoch_size is not None))
+                 if on]
+    if resampled:
+        raise ValueError(f"{', '.join(resampled)}: fairseq would resample the pairs (some repeated, some left out); "
+                         "the drafter's data is every pair once: leave the sampling flags out (concat, the default)")
 
 
 def rows(tokens: torch.Tensor, pad: int):
