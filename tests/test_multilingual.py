@@ -14,7 +14,7 @@ from fairseq import checkpoint_utils, options, tasks
 from fairseq.dataclass.utils import convert_namespace_to_omegaconf
 from fairseq_cli import generate
 
-from fairseq_specdec.training.multilingual_pairs import check_layout, check_teacher_forcing
+from fairseq_specdec.training.multilingual_pairs import check_layout, check_teacher_forcing, rows
 
 from conftest import TINY_MODEL, TRAIN_OPTS, USER_DIR, run
 
@@ -103,8 +103,6 @@ def test_a_layout_a_bilingual_directory_cannot_hold_is_refused():
         check_layout(args)
     eos, pad = 2, 1
     target = torch.tensor([[9, 5, 6, eos]])
-    good = {"net_input": {"prev_output_tokens": torch.tensor([[eos, 9, 5, 6]])}, "target": target}
-    check_teacher_forcing(good, pad, eos)
-    replaced = {"net_input": {"prev_output_tokens": torch.tensor([[9, 5, 6, 7]])}, "target": target}
+    check_teacher_forcing(rows(torch.tensor([[eos, 9, 5, 6]]), pad), rows(target, pad), eos)
     with pytest.raises(ValueError, match="not eos followed by the target"):
-        check_teacher_forcing(replaced, pad, eos)
+        check_teacher_forcing(rows(torch.tensor([[9, 5, 6, 7]]), pad), rows(target, pad), eos)

@@ -31,14 +31,14 @@ import torch
 from torch import Tensor
 
 from fairseq_specdec.benchmark import ct2 as peer
+from fairseq_specdec.benchmark.oracle import OracleDrafter, source_key
 from fairseq_specdec.decoding.draft_policy import DraftPolicy
 from fairseq_specdec.decoding.drafter_kinds import make_proposer
-from fairseq_specdec.benchmark.oracle import OracleDrafter, source_key
+from fairseq_specdec.decoding.generators import Decoding, build_generator, build_proposer
+from fairseq_specdec.decoding.length_limit import length_limit
 from fairseq_specdec.decoding.ngram_data import NGramDataError, build_index
 from fairseq_specdec.decoding.ngram_index import NGramIndex
 from fairseq_specdec.decoding.speculative_sampling import SamplingRule
-from fairseq_specdec.decoding.generators import Decoding, build_generator, build_proposer
-from fairseq_specdec.decoding.length_limit import length_limit
 from fairseq_specdec.decoding.static_rows import GraphOptions
 from fairseq_specdec.decoding.stats import DecodingStats
 

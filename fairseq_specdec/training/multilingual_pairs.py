@@ -74,9 +74,10 @@ def rows(tokens: torch.Tensor, pad: int):
     return [row[row.ne(pad)] for row in tokens]
 
 
-def check_teacher_forcing(sample, pad: int, eos: int) -> None:
-    """The decoder input must be eos then the target's tokens (what the bilingual task builds)."""
-    for prev, target in zip(rows(sample["net_input"]["prev_output_tokens"], pad), rows(sample["target"], pad)):
+def check_teacher_forcing(prev_rows, target_rows, eos: int) -> None:
+    """Each decoder input (unpadded) must be eos then its target's tokens (what the bilingual
+    task builds)."""
+    for prev, target in zip(prev_rows, target_rows):
         expected = torch.cat([target.new_tensor([eos]), target[:-1]])
         if not torch.equal(prev, expected):
             raise ValueError(f"the multilingual task feeds the decoder {prev.tolist()[:8]}... for target "
@@ -95,9 +96,9 @@ def write_split(task, split: str, out: str, max_tokens: int) -> int:
                                       ignore_invalid_inputs=False, seed=1).next_epoch_itr(shuffle=False)
     written = 0
     for sample in batches:
-        check_teacher_forcing(sample, tgt_dict.pad(), tgt_dict.eos())
-        for source, target in zip(rows(sample["net_input"]["src_tokens"], src_dict.pad()),
-                                  rows(sample["target"], tgt_dict.pad())):
+        targets = rows(sample["target"], tgt_dict.pad())
+        check_teacher_forcing(rows(sample["net_input"]["prev_output_tokens"], tgt_dict.pad()), targets, tgt_dict.eos())
+        for source, target in zip(rows(sample["net_input"]["src_tokens"], src_dict.pad()), targets):
             builders[SOURCE].add_item(source.int())
             builders[TARGET].add_item(target.int())
             written += 1
