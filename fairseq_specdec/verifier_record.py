@@ -4,7 +4,7 @@
 ``VerifierRecord`` of V in the task's state, which fairseq's Trainer saves in every
 checkpoint (``task_state``): V's architecture, widths and depths, its target dictionary
 (size and checksum), and a fingerprint of the weights a drafter reads or copies. At
-decoding, ``decoding.drafter_loading`` describes the verifier in use the same way and
+decoding, ``drafting.loading`` describes the verifier in use the same way and
 compares the two.
 
 The fingerprint survives dtype casts (with --fp16/--bf16 the verifier decodes in half

@@ -20,8 +20,8 @@ from fairseq import checkpoint_utils
 import fairseq_specdec  # noqa: F401  (registers the plugin's task and models)
 from fairseq_specdec.benchmark.cli import DEFAULT_MAX_LEN_A, DEFAULT_MAX_LEN_B
 from fairseq_specdec.benchmark.test_task import load_test_task
-from fairseq_specdec.decoding.drafter_loading import load_drafter, place_like
-from fairseq_specdec.decoding.drafter_kinds import make_proposer
+from fairseq_specdec.drafting.loading import load_drafter, place_like
+from fairseq_specdec.drafting.kinds import make_proposer
 from fairseq_specdec.decoding.generators import Decoding, build_generator
 
 

@@ -17,7 +17,7 @@ import torch
 
 from fairseq_specdec.benchmark import cli as benchmark
 from fairseq_specdec.benchmark.modes import make_decoder
-from fairseq_specdec.decoding.draft_vocab import load_shortlist
+from fairseq_specdec.drafting.draft_vocab import load_shortlist
 from fairseq_specdec.decoding.stats import DecodingStats
 
 

@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """Lean greedy and SpecDec against fairseq's greedy in one precision (fp32, bf16, fp16):
 how many sentences come out identical, and the largest top-2 gap of the verifier at a
-divergence (the rule and tolerances: fairseq_specdec/decoding/precision_rule.py).
+divergence (the rule and tolerances: fairseq_specdec/verification/precision_rule.py).
 
     python scripts/precision_check.py --data work/demo/prep/bin --verifier work/demo/verifier/averaged.pt \
         --drafter work/demo/drafter/checkpoint_last.pt --dtype bf16 --max-sentences 200
@@ -20,11 +20,11 @@ from fairseq import checkpoint_utils
 import fairseq_specdec  # noqa: F401  (registers the plugin's task and models)
 from fairseq_specdec.benchmark.cli import DEFAULT_MAX_LEN_A, DEFAULT_MAX_LEN_B
 from fairseq_specdec.benchmark.test_task import load_test_task
-from fairseq_specdec.decoding.drafter_loading import load_drafter, place_like
-from fairseq_specdec.decoding.drafter_kinds import make_proposer
+from fairseq_specdec.drafting.loading import load_drafter, place_like
+from fairseq_specdec.drafting.kinds import make_proposer
 from fairseq_specdec.benchmark.oracle import OracleDrafter, source_key
 from fairseq_specdec.decoding.generators import Decoding, build_generator
-from fairseq_specdec.decoding.precision_rule import TOLERANCE, compare, decode_all
+from fairseq_specdec.verification.precision_rule import TOLERANCE, compare, decode_all
 
 DTYPES = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}
 

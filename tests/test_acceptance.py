@@ -9,7 +9,7 @@ REPO = Path(__file__).resolve().parents[1]
 if str(REPO) not in sys.path:
     sys.path.insert(0, str(REPO))
 
-from fairseq_specdec.decoding.acceptance import Verdict, accept_drafts, plan_commit  # noqa: E402
+from fairseq_specdec.verification.acceptance import Verdict, accept_drafts, plan_commit  # noqa: E402
 
 EOS = 2
 V = 8

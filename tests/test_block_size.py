@@ -22,7 +22,7 @@ from fairseq.dataclass.utils import convert_namespace_to_omegaconf  # noqa: E402
 
 from conftest import USER_DIR  # noqa: E402
 from fairseq_specdec.benchmark import cli as benchmark  # noqa: E402
-from fairseq_specdec.decoding.block_size import DEFAULT_BLOCK_SIZE  # noqa: E402
+from fairseq_specdec.drafting.block_size import DEFAULT_BLOCK_SIZE  # noqa: E402
 
 TRAINED_K = 5  # conftest.train_drafter's --block-size
 
@@ -74,7 +74,7 @@ def no_block_size(state):
 
 def k_warnings(caplog):
     return [r.getMessage() for r in caplog.records
-            if r.name == "fairseq_specdec.decoding.block_size" and r.levelno >= logging.WARNING]
+            if r.name == "fairseq_specdec.drafting.block_size" and r.levelno >= logging.WARNING]
 
 
 def test_checkpoint_records_the_trained_k(tiny_drafter):

@@ -1,4 +1,4 @@
-"""Adaptive drafting (``decoding.draft_policy``): the two decisions on hand-built costs and
+"""Adaptive drafting (``drafting.policy``): the two decisions on hand-built costs and
 confidences, the calibration counts, the packing of blocks a drafter observes late, and
 the whole loop: lossless on the scripted verifier and with the trained chain drafter."""
 from types import SimpleNamespace
@@ -7,7 +7,7 @@ import pytest
 import torch
 
 import fairseq_specdec  # noqa: F401
-from fairseq_specdec.decoding.draft_policy import (
+from fairseq_specdec.drafting.policy import (
     BINS, FIRST_DRAFTS, FIRST_PROBE, PRIOR_WEIGHT, REFRESH, Calibration, Costs, DraftPolicy, Line, bucket,
     worth_another_step, worth_drafting)
 from fairseq_specdec.decoding.speculative_generator import ChainStop, SpeculativeGenerator, Unobserved
@@ -173,7 +173,7 @@ def test_a_chain_drafter_observing_late_drafts_as_one_that_observed_each_block(d
                                                                                chain_drafter):
     from fairseq import checkpoint_utils
 
-    from fairseq_specdec.decoding.chain_drafting import ChainDrafter
+    from fairseq_specdec.drafting.chain import ChainDrafter
 
     verifier = checkpoint_utils.load_model_ensemble([str(tiny_verifier)])[0][0].eval()
     drafter_model = checkpoint_utils.load_model_ensemble([str(chain_drafter)])[0][0].eval()

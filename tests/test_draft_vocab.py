@@ -4,8 +4,8 @@ drafter: drafts stay inside the shortlist and the output stays greedy's."""
 import pytest
 import torch
 
-from fairseq_specdec.decoding.chain_drafting import ChainDrafter
-from fairseq_specdec.decoding.draft_vocab import DraftVocabError, load_shortlist, shortlist, target_counts
+from fairseq_specdec.drafting.chain import ChainDrafter
+from fairseq_specdec.drafting.draft_vocab import DraftVocabError, load_shortlist, shortlist, target_counts
 
 from test_feature_drafter import Recording, loaded, static_chain_generator
 from test_speculative_lossless import assert_same_tokens, decode, greedy, lossless_batches, setup

@@ -9,7 +9,7 @@ from fairseq.models import ARCH_MODEL_REGISTRY
 from fairseq.models.transformer import TransformerModel
 
 import fairseq_specdec  # noqa: F401  (registers the plugin's models and criterions)
-from fairseq_specdec.decoding.drafter_kinds import KINDS, check_criterion, kind_of, require_draft_vocab
+from fairseq_specdec.drafting.kinds import KINDS, check_criterion, kind_of, require_draft_vocab
 
 
 def bare(cls):

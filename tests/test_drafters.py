@@ -10,7 +10,7 @@ from fairseq.models.transformer import TransformerConfig, TransformerEncoderBase
 from torch.nn import Embedding
 
 from fairseq_specdec.benchmark.oracle import OracleDrafter
-from fairseq_specdec.decoding.drafters import same_encoder
+from fairseq_specdec.drafting.base import same_encoder
 
 PAD, EOS = 1, 2
 

@@ -21,7 +21,7 @@ from fairseq.data import Dictionary  # noqa: E402
 from fairseq.dataclass.utils import convert_namespace_to_omegaconf  # noqa: E402
 
 from conftest import TINY_MODEL, USER_DIR, train_drafter  # noqa: E402
-from fairseq_specdec.decoding.drafter_loading import DrafterCheckpointError, check_dictionaries  # noqa: E402
+from fairseq_specdec.drafting.loading import DrafterCheckpointError, check_dictionaries  # noqa: E402
 from fairseq_specdec.models.specdec_drafter import VerifierInitError  # noqa: E402
 
 K = 5
@@ -395,7 +395,7 @@ def test_ensembles_are_refused(demo_data, tiny_verifier, tiny_drafter):
 
 def test_ngram_drafters_k_is_stated_once(demo_data, tiny_verifier):
     """Drafting alone, the n-gram drafter's k is NGRAM_BLOCK_SIZE, or --block-size."""
-    from fairseq_specdec.decoding.block_size import NGRAM_BLOCK_SIZE
+    from fairseq_specdec.drafting.block_size import NGRAM_BLOCK_SIZE
     from test_block_size import generation_setup
 
     _, _, generator, _ = generation_setup(demo_data["bin"], tiny_verifier, ["--ngram-drafter"])

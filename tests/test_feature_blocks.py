@@ -1,8 +1,9 @@
-"""The feature drafter's sequence layout (fairseq_specdec/feature_blocks.py) on hand-built inputs."""
+"""The feature drafter's sequence layout (``models/feature_layout.py``, ``training/feature_blocks.py``)
+on hand-built inputs."""
 import torch
 
-from fairseq_specdec.feature_blocks import (
-    additive_mask, block_attention_mask, pick_cuts, teacher_positions, training_block_targets)
+from fairseq_specdec.models.feature_layout import additive_mask, block_attention_mask
+from fairseq_specdec.training.feature_blocks import pick_cuts, teacher_positions, training_block_targets
 
 
 def test_block_attention_mask_slots_causal_blocks_see_earlier_slots_and_themselves():

@@ -5,11 +5,11 @@ equals greedy) at batch 1 and 16."""
 import pytest
 import torch
 
-from fairseq_specdec.decoding.chain_drafting import ChainDrafter, StaticChainDrafter
-from fairseq_specdec.decoding.feature_drafting import FeatureDrafter
+from fairseq_specdec.drafting.chain import ChainDrafter, StaticChainDrafter
+from fairseq_specdec.drafting.feature import FeatureDrafter
 from fairseq_specdec.decoding.speculative_generator import SpeculativeGenerator
-from fairseq_specdec.decoding import static_rows
-from fairseq_specdec.decoding.static_rows import GraphOptions
+from fairseq_specdec.verification import static_rows
+from fairseq_specdec.verification.static_rows import GraphOptions
 from fairseq_specdec.decoding.stats import DecodingStats
 from fairseq_specdec.training.teacher import TeacherVerifier
 

@@ -1,4 +1,4 @@
-"""The lean forward's view of a decoder's weights (fairseq_specdec/decoding/lean_weights.py):
+"""The lean forward's view of a decoder's weights (fairseq_specdec/verification/lean_weights.py):
 transposed copies compute what the modules compute, the fused query/key/value projection
 equals the three, and the view follows the model when its parameters change."""
 import sys
@@ -11,8 +11,8 @@ REPO = Path(__file__).resolve().parents[1]
 if str(REPO) not in sys.path:
     sys.path.insert(0, str(REPO))
 
-from fairseq_specdec.decoding.lean_weights import LeanDecoder, dense, dense_of  # noqa: E402
-from fairseq_specdec.decoding.verifier import Verifier  # noqa: E402
+from fairseq_specdec.verification.lean_weights import LeanDecoder, dense, dense_of  # noqa: E402
+from fairseq_specdec.verification.verifier import Verifier  # noqa: E402
 from test_verifier_cache import build_untrained, source_batch  # noqa: E402
 
 
@@ -80,8 +80,8 @@ def test_chain_drafter_reads_the_verifiers_projection_copy_when_equal(demo_data,
     """A chain drafter trained with shared embeddings next to its verifier holds the same output
     projection values: its lean view reads the verifier's transposed copy (one stream per step);
     a drafter whose projection differs keeps its own."""
-    from fairseq_specdec.decoding.drafter_loading import load_drafter, place_like
-    from fairseq_specdec.decoding.drafter_kinds import make_proposer
+    from fairseq_specdec.drafting.loading import load_drafter, place_like
+    from fairseq_specdec.drafting.kinds import make_proposer
     from test_verifier_cache import load_trained
     verifier, task = load_trained(demo_data, tiny_verifier)
     drafter = place_like(load_drafter(str(chain_drafter), task, verifier), verifier)

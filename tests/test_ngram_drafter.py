@@ -6,8 +6,8 @@ import numpy as np
 import pytest
 import torch
 
-from fairseq_specdec.decoding.ngram_drafter import CombinedDrafter, NGramDrafter, expected_accepted
-from fairseq_specdec.decoding.ngram_index import NGramIndex, lookup_in_rows
+from fairseq_specdec.drafting.ngram import CombinedDrafter, NGramDrafter, expected_accepted
+from fairseq_specdec.drafting.ngram_index import NGramIndex, lookup_in_rows
 
 PAD, EOS, UNK = 1, 2, 3
 
@@ -167,7 +167,7 @@ from test_speculative_lossless import (  # noqa: E402  (helpers only: pytest wou
     assert_same_tokens, decode, generate_cli, greedy, lossless_batches, setup)
 
 from fairseq_specdec.benchmark import cli as benchmark  # noqa: E402
-from fairseq_specdec.decoding.ngram_data import NGramDataError  # noqa: E402
+from fairseq_specdec.drafting.ngram_data import NGramDataError  # noqa: E402
 from fairseq_specdec.decoding.speculative_generator import SpeculativeGenerator  # noqa: E402
 
 

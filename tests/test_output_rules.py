@@ -13,7 +13,7 @@ import fairseq_specdec  # noqa: F401
 from fairseq_specdec.benchmark.oracle import OracleDrafter, source_key
 from fairseq_specdec.decoding.output_rules import BlockRules, banned_ngram_tokens, forced_tokens
 from fairseq_specdec.decoding.speculative_generator import LeanGreedyGenerator, SpeculativeGenerator
-from fairseq_specdec.decoding.static_rows import GraphOptions
+from fairseq_specdec.verification.static_rows import GraphOptions
 
 from lossless_drafters import WrongDrafter
 from plain_rules import greedy_with_ban, padded, plain_banned, repeated_ngrams

@@ -13,11 +13,11 @@ import torch
 from fairseq import checkpoint_utils, tasks
 
 import fairseq_specdec  # noqa: F401
-from fairseq_specdec.decoding.drafter_loading import load_drafter, place_like
-from fairseq_specdec.decoding.drafter_kinds import make_proposer
+from fairseq_specdec.drafting.loading import load_drafter, place_like
+from fairseq_specdec.drafting.kinds import make_proposer
 from fairseq_specdec.benchmark.oracle import OracleDrafter, source_key
 from fairseq_specdec.decoding.generators import Decoding, build_generator
-from fairseq_specdec.decoding.precision_rule import (TOLERANCE, Divergence, Tally, compare, decode_all, divergence,
+from fairseq_specdec.verification.precision_rule import (TOLERANCE, Divergence, Tally, compare, decode_all, divergence,
                                                      first_difference, top2_gaps)
 
 from lossless_drafters import WrongDrafter

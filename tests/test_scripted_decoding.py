@@ -7,7 +7,7 @@ from fairseq.sequence_generator import SequenceGenerator
 
 import fairseq_specdec  # noqa: F401
 from fairseq_specdec.decoding.speculative_generator import LeanGreedyGenerator, SpeculativeGenerator
-from fairseq_specdec.decoding.static_rows import GraphOptions
+from fairseq_specdec.verification.static_rows import GraphOptions
 from fairseq_specdec.decoding.stats import DecodingStats
 
 from scripted_models import FixedDrafter, bigram_verifier, sample, table_from, tiny_dictionary

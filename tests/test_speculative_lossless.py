@@ -24,9 +24,9 @@ from fairseq.dataclass.utils import convert_namespace_to_omegaconf  # noqa: E402
 from fairseq.sequence_generator import SequenceGenerator  # noqa: E402
 
 from conftest import USER_DIR  # noqa: E402
-from fairseq_specdec.decoding.drafters import NARDrafter  # noqa: E402
+from fairseq_specdec.drafting.base import NARDrafter  # noqa: E402
 from fairseq_specdec.decoding.speculative_generator import LeanGreedyGenerator, SpeculativeGenerator  # noqa: E402
-from fairseq_specdec.decoding.static_rows import GraphOptions  # noqa: E402
+from fairseq_specdec.verification.static_rows import GraphOptions  # noqa: E402
 from fairseq_specdec.decoding.stats import DecodingStats  # noqa: E402
 
 K = 5

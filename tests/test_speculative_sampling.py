@@ -27,7 +27,7 @@ from fairseq.sequence_generator import SequenceGenerator
 import fairseq_specdec  # noqa: F401
 from fairseq_specdec.benchmark.oracle import OracleDrafter, source_key
 from fairseq_specdec.decoding.speculative_generator import LeanGreedyGenerator, SpeculativeGenerator
-from fairseq_specdec.decoding.speculative_sampling import (
+from fairseq_specdec.verification.speculative_sampling import (
     SamplingRule, inverse_cdf, sample_block, sampling_candidates, sampling_distribution)
 from fairseq_specdec.decoding.stats import DecodingStats
 

@@ -1,4 +1,4 @@
-"""The static buffers under CUDA graphs (fairseq_specdec/decoding/static_rows.py), on hand-built
+"""The static buffers under CUDA graphs (fairseq_specdec/verification/static_rows.py), on hand-built
 rows of a real fairseq decoder: batches loaded into idle buffers, finished rows leaving
 (in place, or into the buffers of a smaller power of two), buffers widened, reused and
 grown; and the graph replayer's eager mode. No training, no GPU."""
@@ -6,7 +6,7 @@ import pytest
 import torch
 
 import fairseq_specdec  # noqa: F401
-from fairseq_specdec.decoding.static_rows import (
+from fairseq_specdec.verification.static_rows import (
     COLUMN_STEP, SOURCE_STEP, Replayer, StaticPool, row_bucket, round_up)
 
 from scripted_models import bigram_verifier, table_from, tiny_dictionary

@@ -21,13 +21,13 @@ from fairseq.data import Dictionary  # noqa: E402
 from fairseq.dataclass.utils import convert_namespace_to_omegaconf  # noqa: E402
 
 from conftest import TINY_MODEL, TRAIN_OPTS, USER_DIR, run  # noqa: E402
-from fairseq_specdec.decoding.drafter_loading import DrafterCheckpointError  # noqa: E402
+from fairseq_specdec.drafting.loading import DrafterCheckpointError  # noqa: E402
 from fairseq_specdec.verifier_record import (  # noqa: E402
     RECORD_KEY, VerifierRecord, bound_weight_names, stats_match, weight_stats)
 
 from test_errors import K, setup_generation  # noqa: E402,F401  (fairseq-generate's steps, k = 5)
 
-LOADER = "fairseq_specdec.decoding.drafter_loading"
+LOADER = "fairseq_specdec.drafting.loading"
 
 
 def decode_first_batch(demo_data, verifier, drafter):

@@ -17,8 +17,8 @@ import fairseq_specdec  # noqa: E402,F401  (registers the plugin, allow-lists ch
 from fairseq import checkpoint_utils, options, tasks  # noqa: E402
 from fairseq.models.transformer import TransformerModel  # noqa: E402
 
-from fairseq_specdec.decoding.static_rows import GraphOptions  # noqa: E402
-from fairseq_specdec.decoding.verifier import StaticVerifier, Verifier  # noqa: E402
+from fairseq_specdec.verification.static_rows import GraphOptions  # noqa: E402
+from fairseq_specdec.verification.verifier import StaticVerifier, Verifier  # noqa: E402
 
 TOL = 1e-5
 SMALL = [

@@ -22,12 +22,12 @@ from fairseq.modules.transformer_layer import TransformerDecoderLayerBase
 from fairseq.sequence_generator import SequenceGenerator
 
 import fairseq_specdec  # noqa: F401  (registers the plugin's models)
-from fairseq_specdec.decoding.drafter_kinds import make_proposer
+from fairseq_specdec.drafting.kinds import make_proposer
 from fairseq_specdec.benchmark.oracle import OracleDrafter, source_key
 from fairseq_specdec.decoding.generators import Decoding, build_generator
-from fairseq_specdec.decoding.static_rows import GraphOptions
+from fairseq_specdec.verification.static_rows import GraphOptions
 from fairseq_specdec.decoding.stats import DecodingStats
-from fairseq_specdec.decoding.verifier import UnsupportedVerifierError
+from fairseq_specdec.verification.verifier import UnsupportedVerifierError
 
 from lossless_drafters import WrongDrafter
 from plain_rules import greedy_with_ban, repeated_ngrams

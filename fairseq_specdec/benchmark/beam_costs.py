@@ -5,7 +5,7 @@ iteration on this machine (``drafter_iteration``, ``verifier_iteration``, timed 
 
 For the measurement the verifier's states of each root's prefix come from a
 teacher-forced full forward (``extract_features``, what verification would have computed
-at the root's ancestors); the drafter then reads them as in ``chain_drafting``: one slot
+at the root's ancestors); the drafter then reads them as in ``drafting.chain``: one slot
 per committed token, and one chained slot (its own predicted state, the node's token)
 per tree level."""
 import time
@@ -16,8 +16,8 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from fairseq_specdec.benchmark.beam_replay import Hyp, expand_level
-from fairseq_specdec.decoding.chain_drafting import ChainDrafter, ChainState
-from fairseq_specdec.decoding.verifier import Verifier
+from fairseq_specdec.drafting.chain import ChainDrafter, ChainState
+from fairseq_specdec.verification.verifier import Verifier
 
 
 class ChainTreeDrafter:
@@ -143,7 +143,7 @@ def drafter_iteration(tree: ChainTreeDrafter, roots: Sequence[Hyp], width: int, 
 @torch.no_grad()
 def verifier_iteration(model, net_input: Dict[str, Tensor], roots: Sequence[Hyp], block: int
                        ) -> Callable[[], None]:
-    """A lean verifier block forward (``decoding.verifier``) of ``block`` new positions
+    """A lean verifier block forward (``verification.verifier``) of ``block`` new positions
     per root row (N rows, each with its root's prefix cached), with the log-softmax over the
     vocabulary, after a reorder of the N rows' caches: the cost of the tree forward when
     the W * k nodes are spread evenly over the N roots' rows (the tree mask changes which

@@ -36,9 +36,9 @@ from fairseq_specdec.benchmark import beam_replay as replay
 from fairseq_specdec.benchmark.beam_costs import (
     ChainTreeDrafter, Timed, VerifierTreeDrafter, drafter_iteration, interleaved_ms, verifier_iteration)
 from fairseq_specdec.benchmark.cli import DEFAULT_MAX_LEN_A, DEFAULT_MAX_LEN_B, FirstN, make_batches
-from fairseq_specdec.decoding.drafter_loading import load_drafter, place_like
-from fairseq_specdec.decoding.chain_drafting import ChainDrafter
-from fairseq_specdec.decoding.drafter_kinds import make_proposer
+from fairseq_specdec.drafting.loading import load_drafter, place_like
+from fairseq_specdec.drafting.chain import ChainDrafter
+from fairseq_specdec.drafting.kinds import make_proposer
 
 BEAM = 5
 

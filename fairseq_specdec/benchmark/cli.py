@@ -35,10 +35,10 @@ from fairseq_specdec.benchmark.options import (  # noqa: F401  (DEFAULT_MAX_LEN_
 from fairseq_specdec.benchmark.modes import (
     CT2_MODES, MODES, NEEDS_DRAFTER, ORACLE_MODES, SPECDEC_MODES, count_at_limit, known_outputs, length_limits,
     load_ngram_index, make_decoder)
-from fairseq_specdec.decoding.block_size import check_drafter_block_size, ngram_block_size
-from fairseq_specdec.decoding.draft_vocab import load_shortlist
-from fairseq_specdec.decoding.drafter_loading import load_drafter, place_like
-from fairseq_specdec.decoding.drafter_kinds import kind_of, require_draft_vocab
+from fairseq_specdec.drafting.block_size import check_drafter_block_size, ngram_block_size
+from fairseq_specdec.drafting.draft_vocab import load_shortlist
+from fairseq_specdec.drafting.loading import load_drafter, place_like
+from fairseq_specdec.drafting.kinds import kind_of, require_draft_vocab
 from fairseq_specdec.decoding.stats import DecodingStats
 
 logger = logging.getLogger("fairseq_specdec.benchmark")

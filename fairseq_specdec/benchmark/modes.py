@@ -10,7 +10,7 @@ accepted. ``specdec_oracle`` still runs the real drafter (and throws its drafts 
 the speed a perfect drafter of the same cost would reach. ``specdec_oracle_free`` drafts
 for free: what verification alone costs.
 
-SpecDec's modes draft adaptively (``decoding.draft_policy``: up to k drafts per iteration,
+SpecDec's modes draft adaptively (``drafting.policy``: up to k drafts per iteration,
 as many as pay, none included), as ``fairseq-generate`` does by default;
 ``specdec_fixed`` drafts exactly k every iteration (``--fixed-block``, the paper's rule).
 Each timed pass starts the policy afresh: what one ``fairseq-generate`` run learns.
@@ -32,14 +32,14 @@ from torch import Tensor
 
 from fairseq_specdec.benchmark import ct2 as peer
 from fairseq_specdec.benchmark.oracle import OracleDrafter, source_key
-from fairseq_specdec.decoding.draft_policy import DraftPolicy
-from fairseq_specdec.decoding.drafter_kinds import make_proposer
+from fairseq_specdec.drafting.policy import DraftPolicy
+from fairseq_specdec.drafting.kinds import make_proposer
 from fairseq_specdec.decoding.generators import Decoding, build_generator, build_proposer
 from fairseq_specdec.decoding.length_limit import length_limit
-from fairseq_specdec.decoding.ngram_data import NGramDataError, build_index
-from fairseq_specdec.decoding.ngram_index import NGramIndex
-from fairseq_specdec.decoding.speculative_sampling import SamplingRule
-from fairseq_specdec.decoding.static_rows import GraphOptions
+from fairseq_specdec.drafting.ngram_data import NGramDataError, build_index
+from fairseq_specdec.drafting.ngram_index import NGramIndex
+from fairseq_specdec.verification.speculative_sampling import SamplingRule
+from fairseq_specdec.verification.static_rows import GraphOptions
 from fairseq_specdec.decoding.stats import DecodingStats
 
 DRAFTED_MODES = ("specdec", "specdec_fixed", "specdec_relaxed", "specdec_sample_topk")  # the trained drafter's drafts

@@ -11,7 +11,7 @@ from fairseq.dataclass import FairseqDataclass
 
 from fairseq_specdec.criterions.loss_metrics import log_block_accuracy, log_losses, summer
 
-from fairseq_specdec.feature_blocks import teacher_positions, training_block_targets
+from fairseq_specdec.training.feature_blocks import teacher_positions, training_block_targets
 
 
 @dataclass
@@ -26,7 +26,7 @@ class FeatureDrafterLossConfig(FairseqDataclass):
 
 @register_criterion("specdec_feature", dataclass=FeatureDrafterLossConfig)
 class FeatureDrafterLoss(FairseqCriterion):
-    """Trains ``specdec_feature_drafter`` (see ``fairseq_specdec.feature_blocks``).
+    """Trains ``specdec_feature_drafter`` (see ``fairseq_specdec.models.feature_layout``).
 
     The task puts the teacher-forced verifier states (and log-probabilities) into the
     sample. Logs block accuracy and the mean correct lead per cut point: the drafts a

@@ -7,7 +7,7 @@ import torch
 from torch import Tensor
 
 from fairseq_specdec.decoding.committed import CommittedTokens
-from fairseq_specdec.decoding.drafters import NARDrafter
+from fairseq_specdec.drafting.base import NARDrafter
 from fairseq_specdec.decoding.generator_base import BlockwiseGenerator, read_finished, unfinished_rows
 from fairseq_specdec.decoding.output_rules import OutputRules
 from fairseq_specdec.decoding.stats import BatchTally

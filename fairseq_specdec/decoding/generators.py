@@ -15,12 +15,12 @@ from fairseq.sequence_generator import SequenceGenerator
 from torch import Tensor
 
 from fairseq_specdec.decoding.drafter_generator import DrafterGenerator
-from fairseq_specdec.decoding.drafter_kinds import kind_of, make_proposer, require_draft_vocab
-from fairseq_specdec.decoding.ngram_drafter import with_ngram_drafter
-from fairseq_specdec.decoding.ngram_index import NGramIndex
+from fairseq_specdec.drafting.kinds import kind_of, make_proposer, require_draft_vocab
+from fairseq_specdec.drafting.ngram import with_ngram_drafter
+from fairseq_specdec.drafting.ngram_index import NGramIndex
 from fairseq_specdec.decoding.speculative_generator import LeanGreedyGenerator, SpeculativeGenerator
-from fairseq_specdec.decoding.speculative_sampling import SamplingRule
-from fairseq_specdec.decoding.static_rows import GraphOptions
+from fairseq_specdec.verification.speculative_sampling import SamplingRule
+from fairseq_specdec.verification.static_rows import GraphOptions
 from fairseq_specdec.decoding.stats import DecodingStats
 
 
@@ -30,12 +30,12 @@ class Decoding:
 
     beam: int = 1  # fairseq's beam size (stock search only)
     lean_greedy: bool = False  # greedy through the verifier's lean forward (beam must be 1)
-    proposer: Optional[Any] = None  # a drafter (``drafters.Drafter``): decode speculatively
+    proposer: Optional[Any] = None  # a drafter (``drafting.base.Drafter``): decode speculatively
     block_size: int = 0  # k: drafts per iteration (SpecDec and drafter-only decoding)
     beta: int = 1  # SpecDec acceptance: top-beta ...
     tau: float = 1.0  # ... and within tau of the top-1
     graphs: Optional[GraphOptions] = None  # lean greedy and SpecDec: static buffers and CUDA graphs
-    adaptive: bool = False  # SpecDec: draft as many of the k as pay (draft_policy), else exactly k
+    adaptive: bool = False  # SpecDec: draft as many of the k as pay (drafting.policy), else exactly k
     sampling: Optional[SamplingRule] = None  # --sampling: sample (SpecDec, lean greedy, stock search)
 
 

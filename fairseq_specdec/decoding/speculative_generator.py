@@ -14,17 +14,17 @@ from typing import Any, List, Optional, Tuple
 import torch
 from torch import Tensor
 
-from fairseq_specdec.decoding.acceptance import Verdict, accept_drafts, plan_commit
+from fairseq_specdec.verification.acceptance import Verdict, accept_drafts, plan_commit
 from fairseq_specdec.decoding.committed import CommittedTokens
-from fairseq_specdec.decoding.draft_policy import DraftPolicy
-from fairseq_specdec.decoding.drafters import NoDrafter
+from fairseq_specdec.drafting.policy import DraftPolicy
+from fairseq_specdec.drafting.base import NoDrafter
 from fairseq_specdec.decoding.generator_base import BlockwiseGenerator, read_finished, unfinished_rows
 from fairseq_specdec.decoding.output_rules import OutputRules
-from fairseq_specdec.decoding.speculative_sampling import (
+from fairseq_specdec.verification.speculative_sampling import (
     SamplingRule, block_uniforms, draw_uniforms, sample_block, sampling_candidates)
-from fairseq_specdec.decoding.static_rows import GraphOptions
+from fairseq_specdec.verification.static_rows import GraphOptions
 from fairseq_specdec.decoding.stats import BatchTally, DecodingStats
-from fairseq_specdec.decoding.verifier import StaticVerifier, Verifier
+from fairseq_specdec.verification.verifier import StaticVerifier, Verifier
 
 
 class SpeculativeGenerator(BlockwiseGenerator):
@@ -52,7 +52,7 @@ class SpeculativeGenerator(BlockwiseGenerator):
         **kwargs,
     ):
         """``adaptive``: draft up to ``block_size`` tokens per iteration, as many as pay on
-        this machine (``draft_policy``), k = 0 (a greedy step) included; otherwise exactly
+        this machine (``drafting.policy``), k = 0 (a greedy step) included; otherwise exactly
         ``block_size``. Lossless either way. ``sampling``: sample (fairseq's --sampling)
         instead of decoding greedily."""
         if len(models) != 1:

@@ -2,7 +2,7 @@
 instead of re-reading the prefix tokens (GliDe/EAGLE-style reuse of what verification has
 already computed): a small shared base (``StateDrafterDecoder``, ``StateDrafterModel``),
 and the feature drafter, which drafts k [MASK] queries per block (see
-``fairseq_specdec.feature_blocks`` for the slot/query layout). The chain drafter, its
+``fairseq_specdec.models.feature_layout`` for the slot/query layout). The chain drafter, its
 sibling, is in ``chain_drafter``."""
 from typing import Dict, List, Optional
 
@@ -12,7 +12,7 @@ from fairseq.models import register_model, register_model_architecture
 from fairseq.models.transformer import TransformerConfig, TransformerDecoderBase
 from torch import Tensor
 
-from fairseq_specdec.feature_blocks import additive_mask, block_attention_mask
+from fairseq_specdec.models.feature_layout import additive_mask, block_attention_mask
 from fairseq_specdec.models.specdec_drafter import SpecDrafterModel, drafter_architecture, drafter_tiny
 
 

@@ -15,18 +15,18 @@ from typing import Optional
 from fairseq.dataclass import FairseqDataclass
 from fairseq.dataclass.utils import gen_parser_from_dataclass
 
-from fairseq_specdec.decoding.block_size import (
+from fairseq_specdec.drafting.block_size import (
     DEFAULT_BLOCK_SIZE, check_block_size, check_drafter_block_size, decoding_block_size, ngram_block_size,
     trained_block_size)
-from fairseq_specdec.decoding.draft_vocab import load_shortlist
-from fairseq_specdec.decoding.drafter_kinds import kind_of
-from fairseq_specdec.decoding.drafter_loading import load_drafter, place_like
+from fairseq_specdec.drafting.draft_vocab import load_shortlist
+from fairseq_specdec.drafting.kinds import kind_of
+from fairseq_specdec.drafting.loading import load_drafter, place_like
 from fairseq_specdec.decoding.generators import (
     Decoding, build_generator, build_proposer, check_generation_options, refuse_graphs_for_stock_search,
     search_options)
-from fairseq_specdec.decoding.ngram_data import build_index
-from fairseq_specdec.decoding.speculative_sampling import sampling_rule
-from fairseq_specdec.decoding.static_rows import GraphOptions
+from fairseq_specdec.drafting.ngram_data import build_index
+from fairseq_specdec.verification.speculative_sampling import sampling_rule
+from fairseq_specdec.verification.static_rows import GraphOptions
 from fairseq_specdec.decoding.stats import DecodingStats
 
 @dataclass
@@ -56,7 +56,7 @@ class SpecDecDecodingConfig(FairseqDataclass):
     )
     ngram_drafter: bool = field(
         default=False,
-        metadata={"help": "decode speculatively with a model-free n-gram drafter (see ngram_drafter.py): "
+        metadata={"help": "decode speculatively with a model-free n-gram drafter (see drafting/ngram.py): "
                   "alone, or combined with the trained drafter when --drafter-path is also given"},
     )
     ngram_data: Optional[str] = field(

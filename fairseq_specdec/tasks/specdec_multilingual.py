@@ -17,7 +17,7 @@ from dataclasses import fields
 from fairseq.tasks import register_task
 from fairseq.tasks.translation_multi_simple_epoch import TranslationMultiSimpleEpochTask
 
-from fairseq_specdec.decoding.drafter_kinds import kind_of
+from fairseq_specdec.drafting.kinds import kind_of
 from fairseq_specdec.tasks.specdec_decoding import SpecDecDecoding, SpecDecDecodingConfig, add_decoding_args
 
 

@@ -7,10 +7,9 @@ from fairseq.tasks import register_task
 from fairseq.tasks.translation import TranslationConfig, TranslationTask
 from omegaconf import II
 
-from fairseq_specdec.training.blocks import make_block_batch, sample_cut_points
-from fairseq_specdec.feature_blocks import pick_cuts
-from fairseq_specdec.decoding.drafter_kinds import check_criterion, kind_of
+from fairseq_specdec.drafting.kinds import check_criterion, kind_of
 from fairseq_specdec.tasks.specdec_decoding import SpecDecDecoding, SpecDecDecodingConfig
+from fairseq_specdec.training.batches import BUILDERS
 from fairseq_specdec.training.teacher import TeacherVerifier
 from fairseq_specdec.verifier_record import RECORD_KEY, VerifierRecord
 
@@ -78,23 +77,13 @@ class SpecDecTranslationTask(SpecDecDecoding, TranslationTask):
         if kind is None:
             raise ValueError(f"specdec_translation trains drafters (--arch specdec_drafter_*), not a "
                              f"{type(model).__name__}: train a verifier with --task translation")
-        if kind.reads_verifier_states:
-            return self.feature_sample(sample, model, generator)
-        target = sample["target"]
-        cut = sample_cut_points(target.ne(self.tgt_dict.pad()).sum(1), generator)
-        batch = make_block_batch(target, cut, self.block_size, self.tgt_dict.pad(), self.tgt_dict.eos())
-        net_input = sample["net_input"]
-        return {
-            **sample,
-            "net_input": {
-                "src_tokens": net_input["src_tokens"],
-                "src_lengths": net_input["src_lengths"],
-                "prev_output_tokens": batch.prefix,
-                "block_size": self.block_size,
-            },
-            "target": batch.block_target,
-            "ntokens": int(batch.block_target.ne(self.tgt_dict.pad()).sum()),
-        }
+        return BUILDERS[kind.batch](self, sample, model, kind, generator)
+
+    def teacher_for(self, model) -> TeacherVerifier:
+        """The frozen verifier a drafter reading its states is trained against, loaded once."""
+        if self._teacher is None or self._teacher.path != model.args.init_from_verifier:
+            self._teacher = TeacherVerifier.load(model.args.init_from_verifier, self)
+        return self._teacher
 
     def train_step(self, sample, model, criterion, optimizer, update_num, ignore_grad=False):
         if hasattr(criterion, "set_num_updates"):
@@ -108,28 +97,6 @@ class SpecDecTranslationTask(SpecDecDecoding, TranslationTask):
         # the same cut points at every validation: the figures are comparable across epochs
         generator = torch.Generator().manual_seed(self.cfg.seed + int(sample["id"].min()))
         return super().valid_step(self.block_sample(sample, generator, model), model, criterion)
-
-    def feature_sample(self, sample, model, generator: torch.Generator):
-        """A batch for a drafter that reads the verifier's states: the teacher-forced
-        verifier's states and log-probs (and for the feature drafter, k and the cut points
-        to draft after)."""
-        if self._teacher is None or self._teacher.path != model.args.init_from_verifier:
-            self._teacher = TeacherVerifier.load(model.args.init_from_verifier, self)
-        net_input = sample["net_input"]
-        states, lprobs, encoder_out = self._teacher.run(net_input, like=next(model.parameters()))
-        drafter_input = {
-            "src_tokens": net_input["src_tokens"],
-            "src_lengths": net_input["src_lengths"],
-            "prev_output_tokens": net_input["prev_output_tokens"],
-            "verifier_states": states,
-            "target": sample["target"],
-            "encoder_out": encoder_out,
-        }
-        if kind_of(model).drafts_at_cuts:
-            drafter_input["block_size"] = self.block_size
-            drafter_input["cuts"] = pick_cuts(sample["target"].size(1), self.cfg.cuts_per_target,
-                                              generator).to(states.device)
-        return {**sample, "net_input": drafter_input, "teacher_lprobs": lprobs}
 
     def max_positions(self):
         """When the task's model is a drafter (drafter training, drafter-only decoding), its

@@ -33,7 +33,7 @@ from sacremoses import MosesDetokenizer
 
 TRANSLATED = re.compile(r"Translated ([\d,]+) sentences \(([\d,]+) tokens\) in ([\d.]+)s")
 SPECDEC = re.compile(r"SpecDec: \d+ sentences \| ([\d.]+) tokens per iteration")
-BLOCK_SIZE = re.compile(r"decoding with k=(\d+)")  # fairseq_specdec.decoding.block_size: the k used
+BLOCK_SIZE = re.compile(r"decoding with k=(\d+)")  # fairseq_specdec.drafting.block_size: the k used
 COMPOUND = re.compile(r"(\S)-(\S)")
 
 

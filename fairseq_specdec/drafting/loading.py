@@ -8,7 +8,7 @@ import os
 from fairseq import checkpoint_utils
 from fairseq.data import Dictionary, data_utils
 
-from fairseq_specdec.decoding.drafter_kinds import kind_of
+from fairseq_specdec.drafting.kinds import kind_of
 from fairseq_specdec.models.specdec_drafter import SpecDrafterModel
 from fairseq_specdec.verifier_record import VerifierRecord, checkpoint_arch, dictionary_checksum, model_arch
 

@@ -16,8 +16,8 @@ import torch
 from fairseq.data import Dictionary
 from torch import Tensor
 
-from fairseq_specdec.decoding.drafters import forbidden_tokens
-from fairseq_specdec.decoding.ngram_data import NGramDataError, load_target_sentences
+from fairseq_specdec.drafting.base import forbidden_tokens
+from fairseq_specdec.drafting.ngram_data import NGramDataError, load_target_sentences
 
 logger = logging.getLogger(__name__)
 

@@ -5,6 +5,8 @@ import logging
 from argparse import Namespace
 from typing import Optional
 
+from fairseq_specdec.drafting.kinds import kind_of
+
 logger = logging.getLogger(__name__)
 
 # k when a drafter is trained without --block-size (the paper's k). Such a checkpoint
@@ -63,12 +65,11 @@ def ngram_block_size(requested: Optional[int]) -> int:
 
 
 def check_drafter_block_size(drafter_model, k: int) -> None:
-    """Refuse a k the drafter cannot draft, before decoding starts: a feature drafter's
-    offset embedding holds at most ``--max-block-size`` queries."""
-    from fairseq_specdec.models.feature_drafter import SpecFeatureDrafterModel
-
-    if isinstance(drafter_model, SpecFeatureDrafterModel) and k > drafter_model.decoder.max_block_size:
-        limit = drafter_model.decoder.max_block_size
-        raise ValueError(f"--block-size {k} exceeds this feature drafter's --max-block-size {limit} (the most "
+    """Refuse a k the drafter cannot draft, before decoding starts (a feature drafter's
+    offset embedding holds at most ``--max-block-size`` queries: its kind's ``max_block_size``)."""
+    kind = kind_of(drafter_model)
+    limit = None if kind is None else kind.max_block_size(drafter_model)
+    if limit is not None and k > limit:
+        raise ValueError(f"--block-size {k} exceeds this {kind.name}'s --max-block-size {limit} (the most "
                          f"queries it was trained to draft): decode with --block-size <= {limit}, or leave "
                          f"--block-size out to use the drafter's own k")

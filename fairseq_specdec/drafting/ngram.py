@@ -15,7 +15,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from fairseq_specdec.decoding.ngram_index import NGramIndex, lookup_in_rows
+from fairseq_specdec.drafting.ngram_index import NGramIndex, lookup_in_rows
 
 
 class NGramDrafter:

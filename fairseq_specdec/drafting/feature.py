@@ -1,15 +1,15 @@
 """Drafting from the verifier's own states: the drafter keeps one slot per committed
 token, built from the verifier's top-layer states that verification hands over
 (``observe``). ``FeatureDrafter`` (``specdec_feature_drafter``) drafts k tokens from them
-in one forward; ``chain_drafting.ChainDrafter`` chains k one-token steps."""
+in one forward; ``chain.ChainDrafter`` chains k one-token steps."""
 from dataclasses import dataclass
 from typing import Dict, List
 
 import torch
 from torch import Tensor
 
-from fairseq_specdec.decoding.drafters import TrainedDrafter, encode_source, top_tokens
-from fairseq_specdec.decoding.lean_layers import widened
+from fairseq_specdec.drafting.base import TrainedDrafter, encode_source, top_tokens
+from fairseq_specdec.verification.cache import widened
 
 
 @dataclass

@@ -2,11 +2,11 @@
 
 A kind is its fairseq model class (registered by ``fairseq_specdec.models``), the prefix of
 its architectures' names, the criterion that trains it, how its training batch is built,
-what it reads at decoding, and its proposer (the ``drafters.Drafter`` the speculative
+what it reads at decoding, and its proposer (the ``base.Drafter`` the speculative
 generator drives). The task (training batches, the criterion check, drafter-only
 decoding), the drafter loader, ``build_generator`` and the benchmark ask ``kind_of(model)``
 instead of testing classes in a fixed order. Adding a kind: its model (``models/``), its
-criterion (``criterions/``), its proposer (``decoding/``) and one ``DrafterKind`` in
+criterion (``criterions/``), its proposer (``drafting/``), and one ``DrafterKind`` in
 ``KINDS`` (see docs/architecture.md).
 """
 from dataclasses import dataclass
@@ -14,10 +14,10 @@ from typing import Any, Callable, Dict, Optional
 
 from torch import Tensor
 
-from fairseq_specdec.decoding.chain_drafting import ChainDrafter, StaticChainDrafter
-from fairseq_specdec.decoding.drafters import NARDrafter
-from fairseq_specdec.decoding.feature_drafting import FeatureDrafter
-from fairseq_specdec.decoding.verifier import check_verifier
+from fairseq_specdec.drafting.chain import ChainDrafter, StaticChainDrafter
+from fairseq_specdec.drafting.base import NARDrafter
+from fairseq_specdec.drafting.feature import FeatureDrafter
+from fairseq_specdec.verification.verifier import check_verifier
 from fairseq_specdec.models.chain_drafter import SpecChainDrafterModel
 from fairseq_specdec.models.feature_drafter import SpecFeatureDrafterModel
 from fairseq_specdec.models.specdec_drafter import SpecDrafterModel
@@ -30,9 +30,11 @@ class DrafterKind:
     arch_prefix: str  # the names of its architectures start with this
     criterion: str  # the registered criterion that trains it
     reads_verifier_states: bool  # trained on, and drafting from, the verifier's states (never decodes alone)
+    batch: str  # its training batch: a layout of ``training.batches.BUILDERS``
     drafts_at_cuts: bool  # its training batch carries k and the cut points to draft after
     draft_vocab: bool  # --draft-vocab shortlists its tokens
-    proposer: Callable[..., Any]  # (model, tgt_dict, verifier, graphs, shortlist) -> a drafters.Drafter
+    proposer: Callable[..., Any]  # (model, tgt_dict, verifier, graphs, shortlist) -> a base.Drafter
+    max_block_size: Callable[[Any], Optional[int]] = lambda model: None  # the most k it can draft (None: any)
 
 
 def _nar_proposer(model, tgt_dict, verifier, graphs, shortlist):
@@ -53,11 +55,14 @@ def _chain_proposer(model, tgt_dict, verifier, graphs, shortlist):
 
 KINDS: Dict[type, DrafterKind] = {kind.model: kind for kind in (
     DrafterKind("Spec-Drafter", SpecDrafterModel, "specdec_drafter", "specdec_glancing",
-                reads_verifier_states=False, drafts_at_cuts=False, draft_vocab=False, proposer=_nar_proposer),
+                reads_verifier_states=False, batch="prefix_block", drafts_at_cuts=False, draft_vocab=False,
+                proposer=_nar_proposer),
     DrafterKind("feature drafter", SpecFeatureDrafterModel, "specdec_drafter_feature", "specdec_feature",
-                reads_verifier_states=True, drafts_at_cuts=True, draft_vocab=False, proposer=_feature_proposer),
+                reads_verifier_states=True, batch="verifier_states", drafts_at_cuts=True, draft_vocab=False,
+                proposer=_feature_proposer, max_block_size=lambda model: model.decoder.max_block_size),
     DrafterKind("chain drafter", SpecChainDrafterModel, "specdec_drafter_chain", "specdec_chain",
-                reads_verifier_states=True, drafts_at_cuts=False, draft_vocab=True, proposer=_chain_proposer),
+                reads_verifier_states=True, batch="verifier_states", drafts_at_cuts=False, draft_vocab=True,
+                proposer=_chain_proposer),
 )}
 
 

@@ -14,10 +14,11 @@ from typing import Callable, Dict, List, Optional, Tuple
 import torch
 from torch import Tensor, nn
 
-from fairseq_specdec.decoding.drafters import TrainedDrafter, encode_source, top_tokens
-from fairseq_specdec.decoding.lean_layers import DecoderCache, allocate_cache, run_block, unsupported_layer_options
-from fairseq_specdec.decoding.lean_weights import Dense, LeanDecoder, dense, dense_of
-from fairseq_specdec.decoding.static_rows import GraphOptions, StaticPool, StaticRows
+from fairseq_specdec.drafting.base import TrainedDrafter, encode_source, top_tokens
+from fairseq_specdec.verification.cache import DecoderCache
+from fairseq_specdec.verification.lean_layers import allocate_cache, run_block, unsupported_layer_options
+from fairseq_specdec.verification.lean_weights import Dense, LeanDecoder, dense, dense_of
+from fairseq_specdec.verification.static_rows import GraphOptions, StaticPool, StaticRows
 
 INITIAL_SLOTS = 64  # cache entries per row at the start of a batch; grows when needed
 

@@ -2,7 +2,7 @@
 
 Proposing and verifying are separate roles: the speculative generator drives any object
 with the five methods of ``Drafter``. The Spec-Drafter below is the one the paper trains;
-``feature_drafting`` has the drafters that read the verifier's states, ``ngram_drafter``
+``feature`` and ``chain`` have the drafters that read the verifier's states, ``ngram_drafter``
 the model-free one; ``NoDrafter`` drafts nothing (greedy decoding).
 """
 from typing import Any, Dict, Optional, Protocol, Tuple

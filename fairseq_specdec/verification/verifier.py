@@ -17,9 +17,10 @@ from fairseq.models import MODEL_REGISTRY, FairseqEncoderDecoderModel, FairseqLa
 from fairseq.models.transformer import TransformerDecoderBase, TransformerEncoderBase
 from torch import Tensor
 
-from fairseq_specdec.decoding.lean_layers import DecoderCache, allocate_cache, run_block, unsupported_layer_options
-from fairseq_specdec.decoding.lean_weights import LeanDecoder
-from fairseq_specdec.decoding.static_rows import GraphOptions, StaticPool, StaticRows
+from fairseq_specdec.verification.cache import DecoderCache
+from fairseq_specdec.verification.lean_layers import allocate_cache, run_block, unsupported_layer_options
+from fairseq_specdec.verification.lean_weights import LeanDecoder
+from fairseq_specdec.verification.static_rows import GraphOptions, StaticPool, StaticRows
 from fairseq_specdec.verifier_record import model_arch
 
 

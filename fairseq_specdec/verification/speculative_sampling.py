@@ -22,7 +22,7 @@ from typing import Optional, Tuple
 import torch
 from torch import Tensor
 
-from fairseq_specdec.decoding.acceptance import Verdict
+from fairseq_specdec.verification.acceptance import Verdict
 
 
 @dataclass(frozen=True)

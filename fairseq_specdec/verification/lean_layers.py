@@ -5,21 +5,19 @@ fairseq's incremental path grows each layer's cache with ``torch.cat`` on every 
 and reads per-row lengths from a padding mask; here each layer's keys/values live in a
 B x H x L x D buffer allocated once per batch, new entries are written in place at the
 row's own offset, and the attention reads the first ``width`` columns under a per-row
-mask. The source's keys/values for the cross-attention are computed once per batch.
+mask (the cache itself: ``cache``). The source's keys/values for the cross-attention are
+computed once per batch.
 Numerically it is the layer's own computation (``test_verifier_cache`` compares it with
 fairseq's full forward); only inference (no dropout) is covered.
 """
-from dataclasses import dataclass, replace
 from typing import Dict, List, Optional, Tuple
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from fairseq_specdec.decoding.lean_weights import LeanDecoder, LeanLayer
-
-KeysValues = Tuple[Tensor, Tensor]  # B x H x T x D each
-
+from fairseq_specdec.verification.cache import DecoderCache, KeysValues, widened
+from fairseq_specdec.verification.lean_weights import LeanDecoder, LeanLayer
 
 def unsupported_layer_options(layer) -> Optional[str]:
     """What in ``layer`` (a fairseq decoder layer) the lean forward cannot run, as a noun
@@ -32,17 +30,6 @@ def unsupported_layer_options(layer) -> Optional[str]:
         if attn is not None and (attn.bias_k is not None or attn.add_zero_attn):
             return "attention with a learned key/value bias or zero attention (add_bias_kv/add_zero_attn)"
     return None
-
-
-def widened(buffer: Tensor, dim: int, needed: int) -> Tensor:
-    """``buffer`` if its size along ``dim`` holds ``needed``, else a copy grown with zeros to
-    at least twice that size (so that growing row by row stays amortized)."""
-    size = buffer.size(dim)
-    if needed <= size:
-        return buffer
-    shape = list(buffer.shape)
-    shape[dim] = max(needed, 2 * size) - size
-    return torch.cat([buffer, buffer.new_zeros(shape)], dim)
 
 
 def split_heads(x: Tensor, heads: int) -> Tensor:
@@ -118,45 +105,6 @@ def layer_forward(layer: LeanLayer, x: Tensor, cache: KeysValues, columns: Tenso
     if not pre:
         x = layer.final_norm(x)
     return x
-
-
-@dataclass
-class DecoderCache:
-    """A batch's per-layer keys/values: the source's for the cross-attention (computed
-    once) and the target positions' (preallocated B x H x L x D, written in place).
-    Row b's committed entries are its first ``length[b]`` columns; anything written past
-    them (a block's rejected part) is overwritten by the next block."""
-
-    source: List[Optional[KeysValues]]  # per layer, B x H x S x D; None: no cross-attention
-    source_mask: Optional[Tensor]  # B x 1 x 1 x S, True at real source tokens; None: no padding
-    target: List[KeysValues]  # per layer, B x H x L x D
-    length: Tensor  # B committed entries per row
-    bound: int  # on the host: an upper bound of max(length)
-
-    @property
-    def capacity(self) -> int:
-        return self.target[0][0].size(2)
-
-    def select(self, rows: Tensor) -> "DecoderCache":
-        return replace(
-            self,
-            source=[None if kv is None else (kv[0][rows], kv[1][rows]) for kv in self.source],
-            source_mask=None if self.source_mask is None else self.source_mask[rows],
-            target=[(keys[rows], values[rows]) for keys, values in self.target],
-            length=self.length[rows],
-        )
-
-    def commit(self, counts: Tensor, block: int, max_length: Optional[int] = None) -> None:
-        """Keep the first ``counts[b]`` entries of row b's last block (of ``block`` entries);
-        ``max_length``, the longest row after this commit when the caller has read it,
-        tightens the bound (otherwise it grows by the block)."""
-        self.length = self.length + counts
-        self.bound = max_length if max_length is not None else min(self.bound + block, self.capacity)
-
-    def reserve(self, block: int) -> None:
-        """Make room for a block of ``block`` entries past the bound (grows on the host's word)."""
-        needed = self.bound + block
-        self.target = [(widened(k, 2, needed), widened(v, 2, needed)) for k, v in self.target]
 
 
 def source_cache(decoder, encoder_out: Dict[str, List[Tensor]]) -> Tuple[List[Optional[KeysValues]], Optional[Tensor]]:

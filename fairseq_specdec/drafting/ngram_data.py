@@ -8,7 +8,7 @@ from typing import List, Optional
 from fairseq.data import Dictionary, data_utils
 from torch import Tensor
 
-from fairseq_specdec.decoding.ngram_index import NGramIndex
+from fairseq_specdec.drafting.ngram_index import NGramIndex
 
 logger = logging.getLogger(__name__)
 

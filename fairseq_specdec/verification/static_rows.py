@@ -22,7 +22,8 @@ from typing import Callable, Dict, List, Optional, Tuple
 import torch
 from torch import Tensor
 
-from fairseq_specdec.decoding.lean_layers import DecoderCache, KeysValues, source_cache
+from fairseq_specdec.verification.cache import DecoderCache, KeysValues
+from fairseq_specdec.verification.lean_layers import source_cache
 
 COLUMN_STEP = 64  # cache columns are allocated in multiples of this
 SOURCE_STEP = 32  # source positions too

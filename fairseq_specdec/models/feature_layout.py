@@ -12,6 +12,8 @@ Slots attend causally to earlier slots (so they never depend on what follows the
 a block's queries attend to every slot before its cut and to each other. Training
 puts every cut point of a target into ONE sequence: T slots, then T blocks of k
 queries, block m seeing slots 0..m-1; decoding is the same layout with a single block.
+The attention masks of that layout are here (the model applies them); the training
+targets and cut points are in ``fairseq_specdec.training.feature_blocks``.
 """
 import torch
 from torch import Tensor
@@ -39,28 +41,3 @@ def block_attention_mask(num_slots: int, cuts: Tensor, block_size: int) -> Tenso
 def additive_mask(allowed: Tensor, dtype: torch.dtype) -> Tensor:
     """0 where attention is allowed, -inf elsewhere (fairseq's ``self_attn_mask``)."""
     return torch.zeros(allowed.shape, dtype=dtype, device=allowed.device).masked_fill(~allowed, float("-inf"))
-
-
-def training_block_targets(target: Tensor, block_size: int, pad: int) -> Tensor:
-    """For every cut m of a right-padded target ``y_1..y_T`` (B x T), the k tokens
-    ``y_{m+1}..y_{m+k}``: B x T x k, pad past each sentence's eos (and for cuts past it)."""
-    bsz, length = target.shape
-    padded = torch.cat([target, target.new_full((bsz, block_size), pad)], dim=1)
-    index = torch.arange(length, device=target.device).unsqueeze(1) + torch.arange(block_size, device=target.device)
-    return padded[:, index]  # B x T x k
-
-
-def teacher_positions(length: int, block_size: int, device=None) -> Tensor:
-    """T x k positions of the teacher-forced verifier output that scores each block
-    token: query i of cut m predicts ``y_{m+1+i}``, which the verifier predicts after
-    reading ``y_0..y_{m+i}`` (its output at position m+i). Clamped to T-1 (pad there)."""
-    index = torch.arange(length, device=device).unsqueeze(1) + torch.arange(block_size, device=device)
-    return index.clamp(max=length - 1)
-
-
-def pick_cuts(length: int, count: int, generator=None) -> Tensor:
-    """``count`` distinct cut points of a length-T target, sorted (all T when count is 0
-    or at least T)."""
-    if count <= 0 or count >= length:
-        return torch.arange(length)
-    return torch.randperm(length, generator=generator)[:count].sort().values
