@@ -58,7 +58,8 @@ def assert_same(got, want):
     assert sorted(got) == sorted(want)
     for sid, w in want.items():
         assert got[sid]["tokens"].tolist() == w["tokens"].tolist(), f"id {sid}"
-        assert torch.allclose(got[sid]["positional_scores"], w["positional_scores"], atol=1e-5, rtol=0), f"id {sid}"
+        # float sums in another order: see test_lean_greedy_equals_greedy (up to 1.4e-5 measured)
+        assert torch.allclose(got[sid]["positional_scores"], w["positional_scores"], atol=5e-5, rtol=0), f"id {sid}"
         assert abs(float(got[sid]["score"]) - float(w["score"])) < 1e-5
 
 

@@ -251,7 +251,10 @@ def test_lean_greedy_equals_greedy(demo_data, tiny_verifier, samples, greedy_out
     want = greedy_out[batch_size]
     assert_same_tokens(got, want)
     for sid in want:
-        assert torch.allclose(got[sid]["positional_scores"], want[sid]["positional_scores"], atol=1e-5)
+        # tokens are bitwise greedy's; a score is a float sum in another order (padded rows:
+        # fairseq's incremental forward, ours per-row offsets): up to 1.4e-5 measured on an
+        # Intel Xeon 2-core VM, under 1e-5 on AMD EPYC
+        assert torch.allclose(got[sid]["positional_scores"], want[sid]["positional_scores"], atol=5e-5)
         assert abs(float(got[sid]["score"]) - float(want[sid]["score"])) < 1e-5
 
 
