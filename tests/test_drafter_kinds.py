@@ -30,6 +30,14 @@ def test_every_drafter_architecture_has_its_models_kind():
     assert kind_of(bare(TransformerModel)) is None  # a verifier is no drafter
 
 
+def test_each_kinds_training_batch_has_a_builder():
+    from fairseq_specdec.training.batches import BUILDERS
+
+    assert {kind.name: kind.batch for kind in KINDS.values()} == {
+        "Spec-Drafter": "prefix_block", "feature drafter": "verifier_states", "chain drafter": "verifier_states"}
+    assert {kind.batch for kind in KINDS.values()} <= set(BUILDERS)
+
+
 def test_each_kinds_criterion_is_registered_and_another_is_refused():
     for kind in KINDS.values():
         assert kind.criterion in CRITERION_REGISTRY

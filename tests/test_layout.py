@@ -1,6 +1,6 @@
 """The package's layers, read from its imports (``ast``, nothing imported): drafting,
 verification and the decoding loop never use training or the benchmark; verification
-uses no other part of decoding; drafting does not use the loop; no module imports one
+uses neither drafting nor the loop; drafting does not use the loop; no module imports one
 that imports it back (no cycle). See docs/architecture.md."""
 import ast
 from pathlib import Path

@@ -30,11 +30,15 @@ class DrafterKind:
     arch_prefix: str  # the names of its architectures start with this
     criterion: str  # the registered criterion that trains it
     reads_verifier_states: bool  # trained on, and drafting from, the verifier's states (never decodes alone)
-    batch: str  # its training batch: a layout of ``training.batches.BUILDERS``
     drafts_at_cuts: bool  # its training batch carries k and the cut points to draft after
     draft_vocab: bool  # --draft-vocab shortlists its tokens
     proposer: Callable[..., Any]  # (model, tgt_dict, verifier, graphs, shortlist) -> a base.Drafter
     max_block_size: Callable[[Any], Optional[int]] = lambda model: None  # the most k it can draft (None: any)
+
+    @property
+    def batch(self) -> str:
+        """Its training batch, a layout of ``training.batches.BUILDERS``: what it reads decides it."""
+        return "verifier_states" if self.reads_verifier_states else "prefix_block"
 
 
 def _nar_proposer(model, tgt_dict, verifier, graphs, shortlist):
@@ -55,13 +59,13 @@ def _chain_proposer(model, tgt_dict, verifier, graphs, shortlist):
 
 KINDS: Dict[type, DrafterKind] = {kind.model: kind for kind in (
     DrafterKind("Spec-Drafter", SpecDrafterModel, "specdec_drafter", "specdec_glancing",
-                reads_verifier_states=False, batch="prefix_block", drafts_at_cuts=False, draft_vocab=False,
+                reads_verifier_states=False, drafts_at_cuts=False, draft_vocab=False,
                 proposer=_nar_proposer),
     DrafterKind("feature drafter", SpecFeatureDrafterModel, "specdec_drafter_feature", "specdec_feature",
-                reads_verifier_states=True, batch="verifier_states", drafts_at_cuts=True, draft_vocab=False,
+                reads_verifier_states=True, drafts_at_cuts=True, draft_vocab=False,
                 proposer=_feature_proposer, max_block_size=lambda model: model.decoder.max_block_size),
     DrafterKind("chain drafter", SpecChainDrafterModel, "specdec_drafter_chain", "specdec_chain",
-                reads_verifier_states=True, batch="verifier_states", drafts_at_cuts=False, draft_vocab=True,
+                reads_verifier_states=True, drafts_at_cuts=False, draft_vocab=True,
                 proposer=_chain_proposer),
 )}
 
