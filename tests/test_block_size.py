@@ -17,7 +17,7 @@ if str(REPO) not in sys.path:
     sys.path.insert(0, str(REPO))
 
 import fairseq_specdec  # noqa: E402,F401
-from fairseq import checkpoint_utils, options, tasks  # noqa: E402
+from fairseq import checkpoint_utils, options, tasks, utils  # noqa: E402
 from fairseq.dataclass.utils import convert_namespace_to_omegaconf  # noqa: E402
 
 from conftest import USER_DIR  # noqa: E402
@@ -40,7 +40,9 @@ def generation_setup(data, path, extra=()):
     generator = task.build_generator(models, cfg.generation)
     task.load_dataset("test", task_cfg=saved_cfg.task)
     itr = task.get_batch_iterator(dataset=task.dataset("test"), max_sentences=8, disable_iterator_cache=True,
-                                  max_positions=task.max_positions()).next_epoch_itr(shuffle=False)
+                                  max_positions=utils.resolve_max_positions(
+                                      task.max_positions(), *[m.max_positions() for m in models]),
+                                  ).next_epoch_itr(shuffle=False)
     return task, models, generator, next(iter(itr))
 
 
@@ -87,7 +89,7 @@ def test_specdec_decodes_with_the_drafters_k(demo_data, tiny_verifier, tiny_draf
     caplog.set_level(logging.INFO)
     task, models, generator, sample = generation_setup(demo_data["bin"], tiny_verifier,
                                                        ["--drafter-path", str(tiny_drafter)])
-    assert task.cfg.block_size is None and task.block_size == generator.block_size == TRAINED_K
+    assert task.cfg.block_size is None and generator.plan.block_size == generator.block_size == TRAINED_K
     drafted = []
     drafter = generator.drafter
     for name in ("propose", "propose_with_confidence"):  # fixed blocks call the first, adaptive ones the second
@@ -105,7 +107,7 @@ def test_specdec_decodes_with_the_drafters_k(demo_data, tiny_verifier, tiny_draf
 def test_specdec_reads_k_from_any_checkpoint(demo_data, tiny_verifier, tiny_drafter, tmp_path, caplog, edit, trained):
     drafter = drafter_recording(tiny_drafter, tmp_path / "drafter.pt", edit)
     task, _, generator, _ = generation_setup(demo_data["bin"], tiny_verifier, ["--drafter-path", str(drafter)])
-    assert task.block_size == generator.block_size == trained
+    assert generator.plan.block_size == generator.block_size == trained
     # a checkpoint without any k is the one case worth a warning
     assert bool(k_warnings(caplog)) == (edit is no_block_size)
 
@@ -113,7 +115,7 @@ def test_specdec_reads_k_from_any_checkpoint(demo_data, tiny_verifier, tiny_draf
 def test_explicit_block_size_wins_and_warns(demo_data, tiny_verifier, tiny_drafter, caplog):
     task, _, generator, _ = generation_setup(demo_data["bin"], tiny_verifier,
                                              ["--drafter-path", str(tiny_drafter), "--block-size", "3"])
-    assert task.block_size == generator.block_size == 3
+    assert generator.plan.block_size == generator.block_size == 3
     (warning,) = k_warnings(caplog)
     assert "--block-size 3" in warning and f"k={TRAINED_K}" in warning
     caplog.clear()
@@ -127,9 +129,12 @@ def test_drafter_only_decoding_uses_the_drafters_k(demo_data, tiny_drafter, capl
     extra = [] if requested is None else ["--block-size", str(requested)]
     task, models, generator, sample = generation_setup(demo_data["bin"], tiny_drafter, extra)
     k = requested or TRAINED_K
-    assert task.block_size == generator.block_size == k
-    # the drafter's decoder reads a prefix plus k queries: targets are filtered to leave room for k
-    assert task.max_positions()[1] == task.cfg.max_target_positions - k
+    assert generator.plan.block_size == generator.block_size == k
+    # the drafter's decoder reads a prefix plus k queries: fairseq filters targets to leave room for the k it
+    # was trained with (a larger --block-size is checked against each batch's length limit)
+    assert models[0].max_positions()[1] == models[0].decoder.max_positions() - TRAINED_K
+    assert utils.resolve_max_positions(task.max_positions(), *[m.max_positions() for m in models]) == \
+        models[0].max_positions()
     hypos = generator.generate(models, sample)
     # each iteration commits a whole block of k tokens, the last one up to its eos
     stats = generator.stats

@@ -407,7 +407,7 @@ def test_ngram_drafters_k_is_stated_once(demo_data, tiny_verifier):
 def test_block_size_above_the_feature_drafters_maximum_is_refused_before_decoding(demo_data, tiny_verifier,
                                                                                  feature_drafter):
     cfg, task, models, _ = setup_generation(demo_data, tiny_verifier, ["--drafter-path", str(feature_drafter)])
-    task.cfg.block_size = task.block_size = 40  # as --block-size 40 sets them
+    task.cfg.block_size = 40  # as --block-size 40 sets it
     with pytest.raises(ValueError, match="--block-size 40 exceeds this feature drafter's --max-block-size 32"):
         task.build_generator(models, cfg.generation)
 

@@ -1,5 +1,6 @@
 """The foundation: the plugin registers with stock fairseq, its dependencies are picked
 by environment marker, and fairseq reloads its own checkpoints under torch >= 2.6."""
+import copy
 import ast
 import subprocess
 import sys
@@ -113,4 +114,7 @@ def test_hub_interface_decodes_speculatively(demo_data, tiny_verifier, tiny_draf
     assert type(spec.task).__name__ == "SpecDecTranslationTask"
     assert spec.translate(sentences, beam=1) == stock.translate(sentences, beam=1)
     assert spec.task.decoding_stats.sentences == len(sentences)
-    assert spec.task.block_size == 5  # no block_size given: the drafter's k
+    # no block_size given: the drafter's k
+    generation = copy.deepcopy(spec.cfg.generation)
+    generation.beam = 1  # as translate(beam=1) sets it
+    assert spec.task.build_generator(spec.models, generation).plan.block_size == 5

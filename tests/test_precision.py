@@ -16,7 +16,8 @@ import fairseq_specdec  # noqa: F401
 from fairseq_specdec.drafting.loading import load_drafter, place_like
 from fairseq_specdec.drafting.kinds import make_proposer
 from fairseq_specdec.benchmark.oracle import OracleDrafter, source_key
-from fairseq_specdec.decoding.generators import Decoding, build_generator
+from fairseq_specdec.decoding.generators import build_generator
+from fairseq_specdec.decoding.plan import DecodingPlan
 from fairseq_specdec.verification.precision_rule import (TOLERANCE, Divergence, Tally, compare, decode_all, divergence,
                                                      first_difference, top2_gaps)
 
@@ -100,13 +101,13 @@ def check_precision(demo_data, tiny_verifier, tiny_drafter, dtype, device):
     assert next(model.parameters()).dtype == dtype
     d = task.target_dictionary
     samples = list(batches(task, device))
-    reference, sources = decode_all(build_generator([model], d, Decoding(), SEARCH), model, samples)
+    reference, sources = decode_all(build_generator([model], d, DecodingPlan(), SEARCH), model, samples)
     known = {source_key(src, d.pad()): reference[sid] for sid, src in sources.items()}
     modes = {
-        "lean greedy": Decoding(lean_greedy=True),
-        "SpecDec, always right": Decoding(proposer=OracleDrafter(known, d.pad(), d.eos()), block_size=5),
-        "SpecDec, always wrong": Decoding(proposer=WrongDrafter(known, d), block_size=5),
-        "SpecDec, trained drafter": Decoding(proposer=make_proposer(drafter, d, model), block_size=task.block_size,
+        "lean greedy": DecodingPlan(lean_greedy=True),
+        "SpecDec, always right": DecodingPlan(proposer=OracleDrafter(known, d.pad(), d.eos()), block_size=5),
+        "SpecDec, always wrong": DecodingPlan(proposer=WrongDrafter(known, d), block_size=5),
+        "SpecDec, trained drafter": DecodingPlan(proposer=make_proposer(drafter, d, model), block_size=drafter.trained_block_size,
                                              adaptive=True),
     }
     tolerance = TOLERANCE[dtype]

@@ -24,7 +24,8 @@ from fairseq.sequence_generator import SequenceGenerator
 import fairseq_specdec  # noqa: F401  (registers the plugin's models)
 from fairseq_specdec.drafting.kinds import make_proposer
 from fairseq_specdec.benchmark.oracle import OracleDrafter, source_key
-from fairseq_specdec.decoding.generators import Decoding, build_generator
+from fairseq_specdec.decoding.generators import build_generator
+from fairseq_specdec.decoding.plan import DecodingPlan
 from fairseq_specdec.verification.static_rows import GraphOptions
 from fairseq_specdec.decoding.stats import DecodingStats
 from fairseq_specdec.verification.verifier import UnsupportedVerifierError
@@ -98,10 +99,10 @@ def assert_decodes_losslessly(model, search=SEARCH, reference=None):
     assert len({tuple(h["tokens"].tolist()) for h in want}) >= len(want) // 2, "the outputs should depend on the source"
     known = {source_key(row, D.pad()): h["tokens"].tolist() for row, h in zip(sample["net_input"]["src_tokens"], want)}
     runs = {
-        "lean": Decoding(lean_greedy=True),
-        "lean static": Decoding(lean_greedy=True, graphs=GraphOptions(capture=False)),
-        "oracle": Decoding(proposer=OracleDrafter(known, D.pad(), D.eos()), block_size=K),
-        "wrong": Decoding(proposer=WrongDrafter(known, D), block_size=K),
+        "lean": DecodingPlan(lean_greedy=True),
+        "lean static": DecodingPlan(lean_greedy=True, graphs=GraphOptions(capture=False)),
+        "oracle": DecodingPlan(proposer=OracleDrafter(known, D.pad(), D.eos()), block_size=K),
+        "wrong": DecodingPlan(proposer=WrongDrafter(known, D), block_size=K),
     }
     tokens = sum(len(h["tokens"]) for h in want)
     for name, decoding in runs.items():
@@ -207,15 +208,15 @@ def test_unsupported_verifier_is_refused_when_the_generator_is_built(kind):
     make, fragments = REFUSED[kind]
     model = make()
     oracle = OracleDrafter({}, D.pad(), D.eos())
-    for decoding in (Decoding(lean_greedy=True), Decoding(proposer=oracle, block_size=K),
-                     Decoding(lean_greedy=True, graphs=GraphOptions(capture=False))):
+    for decoding in (DecodingPlan(lean_greedy=True), DecodingPlan(proposer=oracle, block_size=K),
+                     DecodingPlan(lean_greedy=True, graphs=GraphOptions(capture=False))):
         with pytest.raises(UnsupportedVerifierError) as err:
             build_generator([model], D, decoding, SEARCH)
         for fragment in fragments + ["fairseq's own search"]:
             assert fragment in str(err.value), (fragment, str(err.value))
     # the error's alternative: fairseq's own search builds for it (a language model needs its own task)
     if kind != "transformer_lm":
-        assert isinstance(build_generator([model], D, Decoding(), SEARCH), SequenceGenerator)
+        assert isinstance(build_generator([model], D, DecodingPlan(), SEARCH), SequenceGenerator)
 
 
 def test_trained_drafter_next_to_a_language_model_is_refused():

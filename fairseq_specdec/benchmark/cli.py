@@ -35,7 +35,8 @@ from fairseq_specdec.benchmark.options import (  # noqa: F401  (DEFAULT_MAX_LEN_
 from fairseq_specdec.benchmark.modes import (
     CT2_MODES, MODES, NEEDS_DRAFTER, ORACLE_MODES, SPECDEC_MODES, count_at_limit, known_outputs, length_limits,
     load_ngram_index, make_decoder)
-from fairseq_specdec.drafting.block_size import check_drafter_block_size, ngram_block_size
+from fairseq_specdec.decoding.plan import check_drafter_block_size
+from fairseq_specdec.drafting.block_size import decoding_block_size, ngram_block_size, trained_block_size
 from fairseq_specdec.drafting.draft_vocab import load_shortlist
 from fairseq_specdec.drafting.loading import load_drafter, place_like
 from fairseq_specdec.drafting.kinds import kind_of, require_draft_vocab
@@ -87,7 +88,8 @@ def load_setup(args, src: str, tgt: str):
             raise BenchmarkError(str(err).replace("--drafter-path", "--drafter")) from err
         drafter = place_like(drafter, model)
     # --block-size, else the drafter's k, else the n-gram drafter's (the report records the k used)
-    args.block_size = task.block_size if drafter is not None else ngram_block_size(args.block_size)
+    args.block_size = (decoding_block_size(args.block_size, trained_block_size(drafter)) if drafter is not None
+                       else ngram_block_size(args.block_size))
     try:
         if drafter is not None:
             check_drafter_block_size(drafter, args.block_size)

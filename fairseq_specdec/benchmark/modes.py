@@ -33,8 +33,8 @@ from torch import Tensor
 from fairseq_specdec.benchmark import ct2 as peer
 from fairseq_specdec.benchmark.oracle import OracleDrafter, source_key
 from fairseq_specdec.drafting.policy import DraftPolicy
-from fairseq_specdec.drafting.kinds import make_proposer
-from fairseq_specdec.decoding.generators import Decoding, build_generator, build_proposer
+from fairseq_specdec.decoding.generators import build_generator, build_proposer
+from fairseq_specdec.decoding.plan import DecodingPlan
 from fairseq_specdec.decoding.length_limit import length_limit
 from fairseq_specdec.drafting.ngram_data import NGramDataError, build_index
 from fairseq_specdec.drafting.ngram_index import NGramIndex
@@ -121,15 +121,16 @@ def load_ngram_index(args, task, src: str, tgt: str) -> Optional[NGramIndex]:
         raise ValueError(str(err)) from err
 
 
-def _proposer(mode: str, model, drafter, tgt_dict, ngram_index: Optional[NGramIndex],
+def _proposer(mode: str, model, trained, tgt_dict, ngram_index: Optional[NGramIndex],
               graphs: Optional[GraphOptions], shortlist: Optional[Tensor]):
-    trained = drafter if mode in NEEDS_DRAFTER else None
-    shortlist = shortlist if trained is not None else None  # the trained drafter's vocabulary
-    if mode not in NGRAM_MODES:
-        return make_proposer(trained, tgt_dict, model, graphs, shortlist) if trained is not None else None
-    if ngram_index is None:
+    """The drafting side of ``mode``: the trained drafter (``trained``, None for the modes
+    without one), the n-gram drafter, both, or None (perfect drafts, drafting free)."""
+    if mode in NGRAM_MODES and ngram_index is None:
         raise ValueError(f"mode {mode} drafts with the n-gram index: pass it as ngram_index=")
-    return build_proposer(trained, model, tgt_dict, ngram_index, graphs, shortlist)
+    index = ngram_index if mode in NGRAM_MODES else None
+    if trained is None and index is None:
+        return None
+    return build_proposer(trained, model, tgt_dict, index, graphs, shortlist)
 
 
 def length_limits(batches, max_len_a: float, max_len_b: int, max_positions: int) -> Dict[int, int]:
@@ -160,15 +161,19 @@ def make_decoder(mode: str, args, model, drafter, tgt_dict, stats: Optional[Deco
         return peer.CT2Decoder(ct2, mode, BEAMS[mode], search, model.max_decoder_positions())
     graphs = GraphOptions() if args.cuda_graphs else None  # the plugin's modes only
     sampling = SamplingRule(topk=SAMPLE_TOPK) if mode in SAMPLING_MODES else None
-    decoding = Decoding(beam=BEAMS.get(mode, 1), lean_greedy=mode in LEAN_MODES,
-                        graphs=graphs if mode in LEAN_MODES else None, sampling=sampling)
-    if mode in SPECDEC_MODES:
-        proposer = _proposer(mode, model, drafter, tgt_dict, ngram_index, graphs, shortlist)
-        if mode in ORACLE_MODES:
-            if known is None:
-                raise ValueError(f"mode {mode} drafts greedy's outputs: pass them as known=")
-            proposer = OracleDrafter(known, tgt_dict.pad(), tgt_dict.eos(), cost=proposer)
-        beta, tau = (args.beta, args.tau) if mode == "specdec_relaxed" else (1, 1.0)
-        decoding = Decoding(proposer=proposer, block_size=args.block_size, beta=beta, tau=tau, graphs=graphs,
-                            adaptive=mode not in FIXED_BLOCK_MODES, sampling=sampling)
-    return FairseqDecoder(build_generator([model], tgt_dict, decoding, search, stats=stats), model)
+    if mode not in SPECDEC_MODES:
+        plan = DecodingPlan(beam=BEAMS.get(mode, 1), lean_greedy=mode in LEAN_MODES,
+                            graphs=graphs if mode in LEAN_MODES else None, sampling=sampling)
+        return FairseqDecoder(build_generator([model], tgt_dict, plan, search, stats=stats), model)
+    trained = drafter if mode in NEEDS_DRAFTER else None
+    shortlist = shortlist if trained is not None else None  # the trained drafter's vocabulary
+    proposer = _proposer(mode, model, trained, tgt_dict, ngram_index, graphs, shortlist)
+    if mode in ORACLE_MODES:
+        if known is None:
+            raise ValueError(f"mode {mode} drafts greedy's outputs: pass them as known=")
+        proposer = OracleDrafter(known, tgt_dict.pad(), tgt_dict.eos(), cost=proposer)
+    beta, tau = (args.beta, args.tau) if mode == "specdec_relaxed" else (1, 1.0)
+    plan = DecodingPlan(proposer=proposer, block_size=args.block_size, beta=beta, tau=tau, graphs=graphs,
+                        adaptive=mode not in FIXED_BLOCK_MODES, sampling=sampling, drafter=trained,
+                        draft_vocab=0 if shortlist is None else shortlist.numel())
+    return FairseqDecoder(build_generator([model], tgt_dict, plan, search, stats=stats), model)

@@ -18,8 +18,6 @@ class DrafterGenerator(BlockwiseGenerator):
     iterations and committed tokens; no draft is verified, so none is "accepted"."""
 
     def __init__(self, models, tgt_dict, block_size: int, **kwargs):
-        if block_size < 1:
-            raise ValueError(f"--block-size must be >= 1, got {block_size}")
         super().__init__(models, tgt_dict, block_size, **kwargs)
         self.drafter = NARDrafter(self.model.single_model, tgt_dict)
 

@@ -17,8 +17,7 @@ class BlockwiseGenerator(SequenceGenerator):
     """Base of generators that commit several tokens per iteration, one hypothesis each."""
 
     def __init__(self, models, tgt_dict, block_size: int, stats: Optional[DecodingStats] = None, **kwargs):
-        if block_size < 0:
-            raise ValueError(f"the block size must be >= 0, got {block_size}")
+        assert block_size >= 0, f"the block size must be >= 0 (checked by decoding.plan), got {block_size}"
         super().__init__(models, tgt_dict, beam_size=1, **kwargs)
         if self.match_source_len:
             raise ValueError("--match-source-len is not supported with blockwise decoding")

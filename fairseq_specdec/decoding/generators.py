@@ -1,4 +1,4 @@
-"""One function builds every generator the plugin runs, and the option checks they share.
+"""One function builds every generator the plugin runs from a checked ``DecodingPlan``.
 
 fairseq's own search (greedy or beam), the lean greedy (``LeanGreedyGenerator``), SpecDec
 with any drafter (``SpeculativeGenerator``) and drafter-only decoding
@@ -7,7 +7,6 @@ with any drafter (``SpeculativeGenerator``) and drafter-only decoding
 benchmark's modes both go through ``build_generator`` below, so the benchmark times the
 generators users run.
 """
-from dataclasses import dataclass
 from typing import Any, Dict, Optional
 
 from fairseq.search import Sampling
@@ -15,63 +14,39 @@ from fairseq.sequence_generator import SequenceGenerator
 from torch import Tensor
 
 from fairseq_specdec.decoding.drafter_generator import DrafterGenerator
+from fairseq_specdec.decoding.plan import DecodingPlan
 from fairseq_specdec.drafting.kinds import kind_of, make_proposer, require_draft_vocab
 from fairseq_specdec.drafting.ngram import with_ngram_drafter
 from fairseq_specdec.drafting.ngram_index import NGramIndex
 from fairseq_specdec.decoding.speculative_generator import LeanGreedyGenerator, SpeculativeGenerator
-from fairseq_specdec.verification.speculative_sampling import SamplingRule
 from fairseq_specdec.verification.static_rows import GraphOptions
 from fairseq_specdec.decoding.stats import DecodingStats
 
 
-@dataclass
-class Decoding:
-    """What to decode with; ``build_generator`` picks the generator from it."""
-
-    beam: int = 1  # fairseq's beam size (stock search only)
-    lean_greedy: bool = False  # greedy through the verifier's lean forward (beam must be 1)
-    proposer: Optional[Any] = None  # a drafter (``drafting.base.Drafter``): decode speculatively
-    block_size: int = 0  # k: drafts per iteration (SpecDec and drafter-only decoding)
-    beta: int = 1  # SpecDec acceptance: top-beta ...
-    tau: float = 1.0  # ... and within tau of the top-1
-    graphs: Optional[GraphOptions] = None  # lean greedy and SpecDec: static buffers and CUDA graphs
-    adaptive: bool = False  # SpecDec: draft as many of the k as pay (drafting.policy), else exactly k
-    sampling: Optional[SamplingRule] = None  # --sampling: sample (SpecDec, lean greedy, stock search)
-
-
-def build_generator(models, tgt_dict, decoding: Decoding, search: Dict[str, Any],
+def build_generator(models, tgt_dict, plan: DecodingPlan, search: Dict[str, Any],
                     stats: Optional[DecodingStats] = None):
-    """The generator for ``models`` (a verifier, or a Spec-Drafter for drafter-only
-    decoding); ``search`` holds ``SequenceGenerator``'s length and score options."""
+    """The generator of ``plan`` for ``models`` (a verifier, or a Spec-Drafter for
+    drafter-only decoding); ``search`` holds ``SequenceGenerator``'s length and score
+    options. The generator keeps the plan as ``.plan``."""
+    plan.check_models(models)
+    generator = _generator(models, tgt_dict, plan, search, stats)
+    generator.plan = plan
+    return generator
+
+
+def _generator(models, tgt_dict, plan: DecodingPlan, search: Dict[str, Any], stats: Optional[DecodingStats]):
     if kind_of(models[0]) is not None:  # drafter-only decoding
-        if decoding.sampling is not None:
-            raise ValueError("--sampling is not supported with drafter-only decoding; sample with the verifier as "
-                             "--path (and the drafter as --drafter-path)")
-        if decoding.graphs is not None:
-            raise ValueError("--cuda-graphs is not available for drafter-only decoding (its input grows every "
-                             "iteration); decode with the verifier as --path and the drafter as --drafter-path")
-        return DrafterGenerator(models, tgt_dict, block_size=decoding.block_size, stats=stats, **search)
-    if decoding.proposer is not None:
-        return SpeculativeGenerator(models, tgt_dict, decoding.proposer, block_size=decoding.block_size,
-                                    beta=decoding.beta, tau=decoding.tau, stats=stats, graphs=decoding.graphs,
-                                    adaptive=decoding.adaptive, sampling=decoding.sampling, **search)
-    if decoding.lean_greedy:
-        if decoding.beam != 1:
-            what = "samples one hypothesis per sentence" if decoding.sampling else "decodes greedily"
-            raise ValueError(f"--lean-greedy {what}: use --beam 1 (got --beam {decoding.beam})")
-        return LeanGreedyGenerator(models, tgt_dict, stats=stats, graphs=decoding.graphs, sampling=decoding.sampling,
+        return DrafterGenerator(models, tgt_dict, block_size=plan.block_size, stats=stats, **search)
+    if plan.proposer is not None:
+        return SpeculativeGenerator(models, tgt_dict, plan.proposer, block_size=plan.block_size,
+                                    beta=plan.beta, tau=plan.tau, stats=stats, graphs=plan.graphs,
+                                    adaptive=plan.adaptive, sampling=plan.sampling, **search)
+    if plan.lean_greedy:
+        return LeanGreedyGenerator(models, tgt_dict, stats=stats, graphs=plan.graphs, sampling=plan.sampling,
                                    **search)
-    refuse_graphs_for_stock_search(decoding.graphs)
-    rule = decoding.sampling
+    rule = plan.sampling
     strategy = None if rule is None else Sampling(tgt_dict, rule.topk, rule.topp)
-    return SequenceGenerator(models, tgt_dict, beam_size=decoding.beam, search_strategy=strategy, **search)
-
-
-def refuse_graphs_for_stock_search(graphs: Optional[GraphOptions]) -> None:
-    """fairseq's own search has no graphed path: --cuda-graphs needs the plugin's decoding."""
-    if graphs is not None:
-        raise ValueError("--cuda-graphs runs the plugin's own decoding: add --lean-greedy, --drafter-path "
-                         "or --ngram-drafter")
+    return SequenceGenerator(models, tgt_dict, beam_size=plan.beam, search_strategy=strategy, **search)
 
 
 def build_proposer(drafter_model, verifier, tgt_dict, ngram_index: Optional[NGramIndex] = None,

@@ -54,19 +54,8 @@ class SpeculativeGenerator(BlockwiseGenerator):
         """``adaptive``: draft up to ``block_size`` tokens per iteration, as many as pay on
         this machine (``drafting.policy``), k = 0 (a greedy step) included; otherwise exactly
         ``block_size``. Lossless either way. ``sampling``: sample (fairseq's --sampling)
-        instead of decoding greedily."""
-        if len(models) != 1:
-            raise ValueError(f"SpecDec verifies with one model; got an ensemble of {len(models)}")
-        if block_size < 1 and not isinstance(drafter, NoDrafter):
-            raise ValueError(f"--block-size must be >= 1, got {block_size}")
-        if beta < 1:
-            raise ValueError(f"--beta must be >= 1 (1 = lossless), got {beta}")
-        if tau < 0:
-            raise ValueError(f"--tau must be >= 0, got {tau}")
-        if sampling is not None and (beta != 1 or tau != 1.0):
-            raise ValueError(f"--beta {beta} --tau {tau}: relaxed acceptance is a greedy rule; with --sampling a "
-                             "draft is accepted with the verifier's probability, which keeps fairseq's sampling "
-                             "distribution exactly. Drop --beta/--tau (or --sampling)")
+        instead of decoding greedily. The options are checked where they are planned
+        (``decoding.plan.DecodingPlan``)."""
         super().__init__(models, tgt_dict, block_size, stats=stats, **kwargs)
         self.drafter = drafter
         self.beta = beta

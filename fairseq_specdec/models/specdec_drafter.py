@@ -1,6 +1,7 @@
 """The Spec-Drafter model (Xia et al., 2023): a Transformer encoder and a shallow,
 non-autoregressive decoder that drafts the next k target tokens in one forward pass."""
 import logging
+from argparse import Namespace
 from typing import Callable, NamedTuple, Optional
 
 import torch
@@ -14,6 +15,11 @@ from torch import Tensor
 from fairseq_specdec.models.drafter_decoder import SpecDrafterDecoder
 
 logger = logging.getLogger(__name__)
+
+# k when a drafter is trained without --block-size (the paper's k). Such a checkpoint
+# records no k (its --block-size is None) and decodes with this value, so changing it
+# changes how those checkpoints decode.
+DEFAULT_BLOCK_SIZE = 25
 
 
 class VerifierInitError(ValueError):
@@ -57,11 +63,27 @@ class SpecDrafterModel(TransformerModel):
     @classmethod
     def build_model(cls, args, task):
         model = super().build_model(args, task)
+        # every flag (``self.args`` becomes a TransformerConfig, which keeps the transformer's only)
+        model.training_flags = dict(vars(args) if isinstance(args, Namespace) else args)
         if args.apply_bert_init:
             model.apply(init_bert_params)
         if args.share_verifier_encoder:
             model.encoder.requires_grad_(False)  # embeddings too: shared ones are the encoder's
         return model
+
+    @property
+    def trained_block_size(self) -> int:
+        """k this drafter is trained with: the task's --block-size, which fairseq keeps in the
+        namespace of every training flag it builds the model from (and saves in checkpoints)."""
+        k = self.training_flags.get("block_size")
+        return DEFAULT_BLOCK_SIZE if k is None else int(k)
+
+    def max_positions(self):
+        """The decoder reads a target prefix plus k queries: trained (or decoding alone), its
+        targets must leave room for k. (Drafting next to a verifier, the speculative
+        generator checks the length each batch needs: ``check_drafter_length``.)"""
+        max_source, max_target = super().max_positions()
+        return max_source, max_target - self.trained_block_size
 
     @classmethod
     def build_decoder(cls, args, tgt_dict, embed_tokens):

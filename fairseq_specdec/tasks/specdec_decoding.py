@@ -16,14 +16,13 @@ from fairseq.dataclass import FairseqDataclass
 from fairseq.dataclass.utils import gen_parser_from_dataclass
 
 from fairseq_specdec.drafting.block_size import (
-    DEFAULT_BLOCK_SIZE, check_block_size, check_drafter_block_size, decoding_block_size, ngram_block_size,
-    trained_block_size)
+    DEFAULT_BLOCK_SIZE, check_block_size, decoding_block_size, ngram_block_size, trained_block_size)
 from fairseq_specdec.drafting.draft_vocab import load_shortlist
 from fairseq_specdec.drafting.kinds import kind_of
 from fairseq_specdec.drafting.loading import load_drafter, place_like
 from fairseq_specdec.decoding.generators import (
-    Decoding, build_generator, build_proposer, check_generation_options, refuse_graphs_for_stock_search,
-    search_options)
+    build_generator, build_proposer, check_generation_options, search_options)
+from fairseq_specdec.decoding.plan import DecodingPlan
 from fairseq_specdec.drafting.ngram_data import build_index
 from fairseq_specdec.verification.speculative_sampling import sampling_rule
 from fairseq_specdec.verification.static_rows import GraphOptions
@@ -106,24 +105,15 @@ class SpecDecDecoding:
         check_block_size(cfg.block_size)
         if cfg.ngram_order < 1:
             raise ValueError(f"--ngram-order must be >= 1, got {cfg.ngram_order}")
-        if cfg.draft_vocab < 0:
+        if cfg.draft_vocab < 0:  # before --draft-vocab N counts the train data
             raise ValueError(f"--draft-vocab must be >= 1 (or 0 for the whole vocabulary), got {cfg.draft_vocab}")
-        # k in use: training's until a drafter checkpoint is loaded, then that drafter's
-        # (see build_model); --block-size, when given, wins in both
-        self.block_size = cfg.block_size if cfg.block_size is not None else DEFAULT_BLOCK_SIZE
         self.decoding_stats = DecodingStats(profile=cfg.specdec_profile)
         self._drafters = {}
+        self._drafter_block_sizes = {}  # --drafter-path -> the k decoding uses
         self._ngram_index = None  # built on first use, once per task
         self._shortlist = None  # --draft-vocab's tokens, counted on first use
         self._proposer = None  # (verifier, drafter model or None, proposer) of the last build_generator
         self._stats_logged_at_exit = False
-
-    def build_model(self, cfg, from_checkpoint=False):
-        model = super().build_model(cfg, from_checkpoint)
-        if from_checkpoint and kind_of(model) is not None:
-            # a drafter to decode with (--drafter-path, or drafter-only as --path): its k
-            self.block_size = decoding_block_size(self.cfg.block_size, trained_block_size(cfg))
-        return model
 
     @property
     def decodes_speculatively(self) -> bool:
@@ -134,49 +124,52 @@ class SpecDecDecoding:
         """The generator the options ask for; ``stock()`` builds the task's own when they ask
         for none (no drafter, no --lean-greedy). ``extra_gen_cls_kwargs``: the task's
         ``SequenceGenerator`` options (``symbols_to_strip_from_output``) for every generator."""
-        kind = kind_of(models[0])
-        if kind is not None and kind.reads_verifier_states:
-            raise ValueError(f"a {kind.name} (--arch {models[0].args.arch}) drafts from its verifier's states and "
-                             "cannot decode alone: pass the verifier as --path and this checkpoint as --drafter-path")
-        drafter_only = kind is not None
+        plan = self.plan_decoding(models, args, prefix_allowed_tokens_fn)
+        if not (plan.speculative or plan.lean_greedy or kind_of(models[0]) is not None):
+            plan.check_models(models)  # what fairseq's own search refuses (--cuda-graphs)
+            return stock()
+        search = {**search_options(args), **(extra_gen_cls_kwargs or {})}
+        return build_generator(models, self.target_dictionary, plan, search, stats=self.decoding_stats)
+
+    def plan_decoding(self, models, args, prefix_allowed_tokens_fn=None) -> DecodingPlan:
+        """The task's options as a checked ``DecodingPlan`` for ``models`` (loading the drafter,
+        and with it its k, when one is given)."""
+        drafter_only = kind_of(models[0]) is not None
         speculative = self.decodes_speculatively
-        if drafter_only and speculative:
+        if drafter_only and speculative:  # before the drafter loads against a drafter as its verifier
             given = "--drafter-path" if self.cfg.drafter_path is not None else "--ngram-drafter"
             raise ValueError(f"--path holds a drafter ({models[0].args.arch}) and {given} asks for another: SpecDec "
                              f"verifies with the model of --path. Give the verifier as --path, or drop {given} to "
                              "decode with the drafter alone")
-        if (drafter_only or speculative) and args.beam != 1:
-            raise ValueError(beam_error(args.beam, "drafter-only decoding" if drafter_only else "SpecDec",
-                                        sampling=args.sampling))
-        if self.cfg.draft_vocab and (drafter_only or self.cfg.drafter_path is None):
-            raise ValueError("--draft-vocab sets the chain drafter's vocabulary: give the verifier as --path and a "
-                             "chain drafter as --drafter-path, or drop --draft-vocab")
-        if not (drafter_only or speculative or self.cfg.lean_greedy):
-            refuse_graphs_for_stock_search(self.graph_options())
-            return stock()
-        what = "drafter-only decoding" if drafter_only else "SpecDec" if speculative else "--lean-greedy"
-        check_generation_options(args, prefix_allowed_tokens_fn, what=what,
-                                 supported=() if drafter_only else ("sampling",))
-        proposer = None
-        if speculative:
+        if drafter_only or speculative or self.cfg.lean_greedy:
+            what = "drafter-only decoding" if drafter_only else "SpecDec" if speculative else "--lean-greedy"
+            check_generation_options(args, prefix_allowed_tokens_fn, what=what,
+                                     supported=() if drafter_only else ("sampling",))
+        proposer = drafter = None
+        block_size = 0
+        if drafter_only:
+            block_size = decoding_block_size(self.cfg.block_size, trained_block_size(models[0]))
+        elif speculative:
             self.log_stats_at_exit()
-            proposer = self.proposer_for(models[0])  # loads the drafter, and with it its k (build_model)
+            proposer = self.proposer_for(models[0])
             if self.cfg.drafter_path is None:
-                self.block_size = ngram_block_size(self.cfg.block_size)
+                block_size = ngram_block_size(self.cfg.block_size)
             else:
-                check_drafter_block_size(self.drafter_for(models[0]), self.block_size)
-        decoding = Decoding(beam=args.beam, lean_greedy=self.cfg.lean_greedy,
-                            proposer=proposer, block_size=self.block_size, beta=self.cfg.beta, tau=self.cfg.tau,
-                            graphs=self.graph_options(), adaptive=not self.cfg.fixed_block,
-                            sampling=sampling_rule(args))
-        search = {**search_options(args), **(extra_gen_cls_kwargs or {})}
-        return build_generator(models, self.target_dictionary, decoding, search, stats=self.decoding_stats)
+                drafter = self.drafter_for(models[0])
+                block_size = self._drafter_block_sizes[self.cfg.drafter_path]
+        return DecodingPlan(beam=args.beam, lean_greedy=self.cfg.lean_greedy, proposer=proposer,
+                            block_size=block_size, beta=self.cfg.beta, tau=self.cfg.tau, graphs=self.graph_options(),
+                            adaptive=not self.cfg.fixed_block, sampling=sampling_rule(args), drafter=drafter,
+                            draft_vocab=self.cfg.draft_vocab)
 
     def drafter_for(self, verifier):
         """The drafter checkpoint loaded once, on the verifier's device and dtype."""
         path = self.cfg.drafter_path
         if path not in self._drafters:
             self._drafters[path] = load_drafter(path, self, verifier)
+            # k, decided (and any difference from the drafter's said) once per drafter
+            self._drafter_block_sizes[path] = decoding_block_size(self.cfg.block_size,
+                                                                  trained_block_size(self._drafters[path]))
         return place_like(self._drafters[path], verifier)
 
     def ngram_index(self):
@@ -223,18 +216,6 @@ class SpecDecDecoding:
         if not self._stats_logged_at_exit:
             atexit.register(log_quietly, self.decoding_stats)
             self._stats_logged_at_exit = True
-
-
-def beam_error(beam: int, what: str, sampling: bool = False) -> str:
-    """The message for --beam N (N > 1) where the plugin decodes one hypothesis per sentence."""
-    if sampling:
-        return (f"--beam {beam} --sampling: fairseq would draw {beam} samples per sentence, {what} draws one "
-                f"(fairseq-generate and -interactive default to --beam 5). Pass --beam 1 to sample one "
-                f"translation per sentence, exactly as fairseq's --sampling --beam 1 would")
-    return (f"--beam {beam}: {what} decodes one hypothesis per sentence, greedily (speculative beam search "
-            f"is not implemented), and would not honour it (fairseq-generate and -interactive default to "
-            f"--beam 5). Pass --beam 1 for output identical to the verifier's greedy, or --beam 1 --beta B "
-            f"--tau T for relaxed acceptance; decode without the drafter for beam search")
 
 
 def log_quietly(stats: DecodingStats) -> None:

@@ -48,16 +48,11 @@ class SpecDecTranslationTask(SpecDecDecoding, TranslationTask):
             raise ValueError("--eval-bleu is not available with specdec_translation; validation reports block accuracy")
         self.init_decoding()
         self._teacher = None  # TeacherVerifier of feature-drafter training, loaded once
-        self.reads_prefix_and_queries = False  # set by build_model when the task's model is a drafter
 
     # ------------------------------------------------------------------ training
     def build_model(self, cfg, from_checkpoint=False):
         model = super().build_model(cfg, from_checkpoint)
-        if kind_of(model) is None:
-            return model
-        if self.cfg.drafter_path is None:  # the drafter is the model trained, or decoded with alone
-            self.reads_prefix_and_queries = True
-        if from_checkpoint:  # a drafter to decode with (its k: SpecDecDecoding.build_model)
+        if kind_of(model) is None or from_checkpoint:  # a verifier, or a drafter to decode with
             return model
         if cfg.share_verifier_encoder and not cfg.init_from_verifier:
             raise ValueError("--share-verifier-encoder keeps the verifier's encoder: give the verifier "
@@ -97,15 +92,6 @@ class SpecDecTranslationTask(SpecDecDecoding, TranslationTask):
         # the same cut points at every validation: the figures are comparable across epochs
         generator = torch.Generator().manual_seed(self.cfg.seed + int(sample["id"].min()))
         return super().valid_step(self.block_sample(sample, generator, model), model, criterion)
-
-    def max_positions(self):
-        """When the task's model is a drafter (drafter training, drafter-only decoding), its
-        decoder reads a target prefix plus k queries: targets must leave room for k. A
-        verifier (stock or speculative decoding) keeps every position."""
-        max_source, max_target = super().max_positions()
-        if self.reads_prefix_and_queries:
-            max_target -= self.block_size  # the loaded drafter's k, or training's
-        return max_source, max_target
 
     # ------------------------------------------------------------------ decoding
     def build_generator(self, models, args, seq_gen_cls=None, extra_gen_cls_kwargs=None,

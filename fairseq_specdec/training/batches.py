@@ -57,12 +57,12 @@ def verifier_state_batch(sample: Batch, states: Tensor, lprobs: Tensor, encoder_
 
 
 def _prefix_block(task, sample, model, kind, generator):
-    return prefix_block_batch(sample, task.block_size, task.tgt_dict.pad(), task.tgt_dict.eos(), generator)
+    return prefix_block_batch(sample, model.trained_block_size, task.tgt_dict.pad(), task.tgt_dict.eos(), generator)
 
 
 def _verifier_states(task, sample, model, kind, generator):
     states, lprobs, encoder_out = task.teacher_for(model).run(sample["net_input"], like=next(model.parameters()))
-    return verifier_state_batch(sample, states, lprobs, encoder_out, kind.drafts_at_cuts, task.block_size,
+    return verifier_state_batch(sample, states, lprobs, encoder_out, kind.drafts_at_cuts, model.trained_block_size,
                                 task.cfg.cuts_per_target, generator)
 
 
